@@ -19,11 +19,11 @@ __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER
            'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
-TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2, n_refiner_layers=2,
-                        n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=32, rope_theta=256.0,
+TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
+                        n_heads=6, n_kv_heads=6, norm_eps=1e-5, qk_norm=True, cap_feat_dim=64, rope_theta=256.0,
                         t_scale=1000.0, axes_dims=[8, 12, 12], axes_lens=[256, 128, 128])
-TINY_TEXT_ENCODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, head_dim=16, max_position_embeddings=1024, rms_norm_eps=1e-6)
+TINY_TEXT_ENCODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rms_norm_eps=1e-6)
 TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4,
                 scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
