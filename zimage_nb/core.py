@@ -4,11 +4,12 @@
 
 # %% ../nbs/00_core.ipynb
 from __future__ import annotations
-import os, tempfile, contextlib
+import ctypes, ctypes.util, os, sys, tempfile, contextlib, threading, time
+import psutil
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ZImageError', 'atomic_path', 'atomic_write_text', 'human_bytes']
+__all__ = ['ZImageError', 'atomic_path', 'atomic_write_text', 'human_bytes', 'peak_rss', 'release_freed_memory']
 
 # %% ../nbs/00_core.ipynb
 class ZImageError(ValueError):
@@ -46,3 +47,27 @@ def human_bytes(n:float # a number of bytes
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB": return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+# %% ../nbs/00_core.ipynb
+class peak_rss:
+    "Context manager: `.extra` = peak resident memory above the level at entry, in bytes."
+    def __init__(self, interval:float=0.002): self.interval = interval  # seconds between samples
+    def _watch(self):
+        p = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, p.memory_info().rss); time.sleep(self.interval)
+    def __enter__(self):
+        self.start = self.peak = psutil.Process().memory_info().rss
+        self._stop = threading.Event(); self._t = threading.Thread(target=self._watch, daemon=True); self._t.start()
+        return self
+    def __exit__(self, *exc):
+        self._stop.set(); self._t.join()
+        self.peak = max(self.peak, psutil.Process().memory_info().rss); self.extra = self.peak - self.start
+
+# %% ../nbs/00_core.ipynb
+_libc = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+def release_freed_memory()->bool:
+    "Return freed heap memory to the OS (glibc `malloc_trim`); True if it was done."
+    try: return bool(_libc.malloc_trim(0)) or True
+    except (AttributeError, OSError): return False  # not glibc (musl, macOS, Windows)

@@ -18,7 +18,7 @@ from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
-from .core import ZImageError, human_bytes
+from .core import ZImageError, human_bytes, release_freed_memory
 
 # %% auto #0
 __all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'TensorEntry', 'safetensors_entries', 'read_tensor', 'weight_files',
@@ -121,7 +121,7 @@ def place_tensor(model:nn.Module, name:str, value:torch.Tensor, device, dtype:to
     elif pname == "weight" and isinstance(mod, bnb.nn.Linear8bitLt):
         mod.weight = bnb.nn.Int8Params(value.to(torch.float16 if dtype == torch.bfloat16 else dtype), requires_grad=False, has_fp16_weights=False).to(device)
     else:
-        set_module_tensor_to_device(model, name, device, value=value.to(dtype) if value.is_floating_point() else value)
+        set_module_tensor_to_device(model, name, device, value=value, dtype=dtype if value.is_floating_point() else None)
 
 # %% ../nbs/04_models.ipynb
 @dataclass
@@ -170,7 +170,8 @@ def stream_into(model:nn.Module,      # a model built on meta (see `quantize_lin
         for name, part in zip(targets, t.chunk(len(targets)) if len(targets) > 1 else [t]):
             place_tensor(model, name, part, device, dtype)
             rep.loaded += 1
-        del t
+        del t, part
+        release_freed_memory()  # else glibc keeps each freed buffer and the process outgrows the file
     rep.quantized = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
     return rep
 
