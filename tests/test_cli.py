@@ -1,0 +1,33 @@
+"The console script as a user runs it."
+import subprocess, sys
+from PIL import Image
+
+def run(*args, cwd=None):
+    return subprocess.run(["zimage-nb", *args], capture_output=True, text=True, cwd=cwd)
+
+def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
+    r = run("demo", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "zimage-nb-demo"
+    assert Image.open(out / "sample_nf4.png").size == (64, 64)
+    assert (out / "config.yaml").exists() and (out / "tiny-model" / "model_index.json").exists()
+    assert "46 4-bit layers" in r.stdout and str(out / "sample_nf4.png") in r.stdout
+
+def test_demo_out_flag(tmp_path):
+    assert run("demo", "--out", str(tmp_path / "x")).returncode == 0 and (tmp_path / "x" / "sample_nf4.png").exists()
+
+def test_validate_lists_problems_and_exits_2(tmp_path):
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f), "--preset", "tiny").returncode == 0
+    f.write_text(f.read_text().replace("rank: 4", "rank: -3").replace("width: 64", "width: 70"))
+    r = run("validate", str(f))
+    assert r.returncode == 2 and "target.rank: -3 is below 1" in r.stderr and "sample.width: 70 is not a multiple of 32" in r.stderr
+
+def test_bad_arguments_exit_2_with_usage(tmp_path):
+    r = run("trian")
+    assert r.returncode == 2 and "invalid choice: 'trian'" in r.stderr
+    assert run("init", str(tmp_path / "a.yaml"), "--preset", "nope").returncode == 2
+
+def test_hardware_says_no_gpu_on_cpu():
+    r = run("hardware")
+    assert r.returncode == 0 and ("No CUDA GPU" in r.stdout or "VRAM" in r.stdout)
