@@ -124,3 +124,11 @@ def test_lora_fixtures_use_the_third_party_key_layouts(tiny, tmp_path, layout, k
     assert any("noise_refiner" in k for k in sd) and any("context_refiner" in k for k in sd)
     only_layers = load_file(str(write_tiny_lora(tiny.transformer, tmp_path / "m.safetensors", layout=layout, blocks=("layers",))))
     assert not any("refiner" in k for k in only_layers)
+
+def test_tiny_model_folder_replaces_a_half_written_one(tmp_path):
+    from zimage_nb.models import tiny_model_folder
+    d = tmp_path / "tiny"; d.mkdir(); (d / "transformer").mkdir()  # what a killed first run leaves
+    assert tiny_model_folder(d) == d and (d / "model_index.json").exists()
+    assert tiny_model_folder(d) == d and [p.name for p in tmp_path.iterdir()] == ["tiny"]  # second call: reused, no temp left
+    pipe = load_pipeline(d, "bf16", "bf16", dtype=torch.float32, device="cpu", progress=False)
+    assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny_pipeline()))).all()

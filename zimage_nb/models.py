@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_models.ipynb
 from __future__ import annotations
-import fnmatch, json, logging, os, re, shutil, struct
+import fnmatch, json, logging, os, re, shutil, struct, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -303,11 +303,13 @@ def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cac
     "The tiny offline model as a diffusers folder (written once)."
     from zimage_nb.tiny import tiny_pipeline
     folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}")
-    if not (folder / "model_index.json").exists():
-        tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tiny_pipeline(seed).save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True); tmp.rename(folder)
+    if (folder / "model_index.json").exists(): return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tiny_pipeline(seed).save_pretrained(tmp)
+    try: tmp.rename(folder)  # atomic: a reader sees no folder or a complete one
+    except OSError: shutil.rmtree(tmp)  # another process finished first
     return folder
 
 def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, local diffusers folder, or "tiny"
