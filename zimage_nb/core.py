@@ -4,8 +4,10 @@
 
 # %% ../nbs/00_core.ipynb
 from __future__ import annotations
-import ctypes, ctypes.util, os, sys, tempfile, contextlib, threading, time
+import ctypes, ctypes.util, logging, os, sys, tempfile, contextlib, threading, time
 import psutil
+# bitsandbytes says at import, on every CPU-only machine, that an optional CPU kernel package is missing: not news to a user
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 from pathlib import Path
 
 # %% auto #0

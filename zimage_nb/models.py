@@ -4,12 +4,12 @@
 
 # %% ../nbs/04_models.ipynb
 from __future__ import annotations
-import fnmatch, json, logging, os, re, shutil, struct, tempfile
+from .core import ZImageError, human_bytes, release_freed_memory  # first: quiets a bitsandbytes notice
+import fnmatch, json, os, re, shutil, struct, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from torch import nn
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # "no `kernels` package" notice on CPU
 import bitsandbytes as bnb
 from accelerate import init_empty_weights
 from accelerate.utils import set_module_tensor_to_device
@@ -18,7 +18,6 @@ from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
-from .core import ZImageError, human_bytes, release_freed_memory
 
 # %% auto #0
 __all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'TensorEntry', 'safetensors_entries', 'read_tensor', 'weight_files',
@@ -237,12 +236,12 @@ def relative_error(a:torch.Tensor, b:torch.Tensor)->float:
     "||a - b|| / ||a||"
     return float((a.float() - b.float()).norm() / a.float().norm())
 
-def tiny_forward(transformer, seed:int=0):
-    "One transformer forward on fixed random inputs shaped for the tiny model (a 64x64 image, 7 caption tokens)."
+def tiny_forward(transformer, seed:int=0, device:str="cpu", dtype:torch.dtype=torch.float32):
+    "One transformer forward on fixed random inputs (a 64x64 image's latents, 7 caption tokens); output on the CPU."
     g = torch.Generator().manual_seed(seed)
-    x = [torch.randn(16, 1, 8, 8, generator=g)]
-    cap = [torch.randn(7, transformer.config.cap_feat_dim, generator=g)]
-    with torch.no_grad(): return transformer(x, torch.tensor([0.4]), cap, return_dict=False)[0][0]
+    x = [torch.randn(16, 1, 8, 8, generator=g).to(device, dtype)]
+    cap = [torch.randn(7, transformer.config.cap_feat_dim, generator=g).to(device, dtype)]
+    with torch.no_grad(): return transformer(x, torch.tensor([0.4], device=device), cap, return_dict=False)[0][0].float().cpu()
 
 # %% ../nbs/04_models.ipynb
 PARTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")

@@ -4,6 +4,7 @@
 
 # %% ../nbs/03_tiny.ipynb
 from __future__ import annotations
+from .core import atomic_path  # first: quiets a bitsandbytes notice
 import re
 from pathlib import Path
 import torch
@@ -11,7 +12,6 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipe
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
-from .core import atomic_path
 
 # %% auto #0
 __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'LORA_TARGETS',
