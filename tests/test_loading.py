@@ -132,3 +132,17 @@ def test_tiny_model_folder_replaces_a_half_written_one(tmp_path):
     assert tiny_model_folder(d) == d and [p.name for p in tmp_path.iterdir()] == ["tiny"]  # second call: reused, no temp left
     pipe = load_pipeline(d, "bf16", "bf16", dtype=torch.float32, device="cpu", progress=False)
     assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny_pipeline()))).all()
+
+def test_hub_model_with_a_single_file_transformer_fetches_only_its_config(monkeypatch, tiny, tiny_folder, tmp_path):
+    import zimage_nb.models as M
+    from types import SimpleNamespace as NS
+    seen = {}
+    class Api:
+        def model_info(self, *a, **k): return NS(siblings=[])
+    def snap(repo, allow_patterns, ignore_patterns, token, cache_dir):
+        seen["allow"] = allow_patterns; return str(tiny_folder)
+    monkeypatch.setattr(M, "HfApi", Api); monkeypatch.setattr(M, "snapshot_download", snap)
+    f = write_single_file(tiny.transformer, tmp_path / "z.safetensors", dtype=torch.float32)
+    pipe = load_pipeline("Tongyi-MAI/Z-Image-Turbo", "bf16", "bf16", dtype=torch.float32, device="cpu", transformer_file=f, progress=False)
+    assert "transformer/config.json" in seen["allow"] and "transformer/*" not in seen["allow"]
+    assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny))).all()

@@ -71,19 +71,15 @@ def weight_files(folder:str|Path # a component folder, e.g. .../transformer
     return files
 
 # %% ../nbs/04_models.ipynb
-def transformer_key_targets(key:str # a key from a diffusers or original/ComfyUI transformer file
-                           )->list[str]:
-    "Diffusers parameter name(s) a checkpoint key loads into ([] = not used; 3 names = split in three)."
-    k = re.sub(r"^(model\.)?diffusion_model\.", "", key)
-    if k == "norm_final.weight": return []
-    k = re.sub(r"^final_layer\.", "all_final_layer.2-1.", re.sub(r"^x_embedder\.", "all_x_embedder.2-1.", k))
-    k = k.replace(".attention.out.", ".attention.to_out.0.").replace(".attention.q_norm.", ".attention.norm_q.").replace(".attention.k_norm.", ".attention.norm_k.")
-    if k.endswith(".attention.qkv.weight"):
-        b = k[: -len("qkv.weight")]
-        return [b + "to_q.weight", b + "to_k.weight", b + "to_v.weight"]
-    return [k]
+from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
 
-def text_encoder_key_targets(key:str)->list[str]:
+def transformer_key_targets(key:str,         # a key from a diffusers or original/ComfyUI transformer file
+                            known:set=())->list[str]: # the model's own names: a key among them is kept as is
+    "Diffusers parameter name(s) a checkpoint key loads into ([] = not used; 3 names = split in three)."
+    if key in known: return [key]
+    return list(convert_z_image_transformer_checkpoint_to_diffusers({key: torch.empty(3, device="meta")}))
+
+def text_encoder_key_targets(key:str, known:set=())->list[str]:
     "Qwen3Model parameter name for a text-encoder key (saved from Qwen3Model or Qwen3ForCausalLM)."
     if key.startswith("lm_head."): return []
     return [key.removeprefix("model.")]
@@ -134,7 +130,7 @@ def _plan(model:nn.Module, entries:list, key_targets, what:str)->list:
     expected = {n: tuple(p.shape) for n, p in model.state_dict(keep_vars=True).items()}
     plan, found, skipped = [], set(), []
     for e in entries:
-        targets = [t for t in key_targets(e.name) if t in expected]
+        targets = [t for t in key_targets(e.name, expected.keys()) if t in expected]
         if not targets: skipped.append(e.name); continue
         plan.append((e, targets)); found.update(targets)
     if len(plan) < max(1, 0.1 * len(entries)):
@@ -249,14 +245,14 @@ PARTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
 def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("/") != 1 or s.endswith(".safetensors")
 
 def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
-                 parts:tuple=PARTS,       # subfolders needed
+                 parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
                  token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
                  cache_dir:str=None)->Path:
     "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
     p = Path(str(name_or_path)).expanduser()
     if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
     if p.is_dir():
-        missing = [x for x in parts if not (p / x).is_dir()]
+        missing = [x for x in parts if "/" not in x and not (p / x).is_dir()]  # single files (a config) are optional
         if missing: raise ZImageError(f"{p} has no {', '.join(s + '/' for s in missing)} subfolder",
                                       f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
         return p
@@ -264,11 +260,11 @@ def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Tur
     return hub_download(str(name_or_path), parts, token, cache_dir)
 
 # %% ../nbs/04_models.ipynb
-def _patterns(parts): return ["model_index.json"] + [f"{x}/*.json" if x == "transformer-config" else f"{x}/*" for x in parts]
+def _patterns(parts): return ["model_index.json"] + [x if "/" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
 
 def hub_download(repo:str, parts:tuple=PARTS, token:str=None, cache_dir:str=None)->Path:
     "Download `parts` of Hub repo `repo`, checking free disk space first."
-    pats = [p for p in _patterns(parts)]
+    pats = _patterns(parts)
     ignore = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
     try:
         info = HfApi().model_info(repo, token=token, files_metadata=True)
@@ -322,7 +318,7 @@ def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, lo
     device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
     if str(name_or_path) == "tiny": folder = tiny_model_folder()
     else:
-        parts = tuple(p for p in PARTS if not (transformer_file and p == "transformer"))
+        parts = tuple("transformer/config.json" if transformer_file and p == "transformer" else p for p in PARTS)
         folder = model_folder(name_or_path, parts, token)
     transformer = load_transformer(folder, transformer_quant, dtype, device, transformer_file, progress)
     text_encoder = load_text_encoder(folder, text_encoder_quant, dtype, device, progress)
