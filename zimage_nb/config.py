@@ -102,6 +102,9 @@ class DatasetConfig:
     default_caption: str = opt("", "Caption for images without a .txt file.")
     resolutions: list = opt([512, 768, 1024], "Training resolutions (bucket sizes), multiples of 32.", lo=64, hi=4096, multiple_of=32)
     repeats: int = opt(1, "How many times each image is seen per epoch.", lo=1, hi=1000)
+    prepend_trigger: bool = opt(False, "Put the trigger word in front of captions that do not contain it.")
+    crop: str = opt("center", "How an image is cropped to its bucket.", choices=("center", "random"))
+    allow_upscale: bool = opt(False, "Use images smaller than a bucket by upscaling them (blurs them; off = such images skip that size).")
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 @dataclass
