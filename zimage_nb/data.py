@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'CAPTION_COLUMNS', 'is_junk', 'unpack_zip', 'unpack_upload', 'export_hf_dataset', 'source_folder',
            'read_caption', 'make_caption', 'bucket_sizes', 'pick_bucket', 'crop_to_bucket', 'Skip', 'clean_image',
-           'FileReport', 'DatasetReport', 'prepare_dataset', 'preview_grid']
+           'FileReport', 'DatasetReport', 'prepare_dataset', 'preview_grid', 'caption_tokens', 'long_captions',
+           'prepare_datasets']
 
 # %% ../nbs/05_data.ipynb
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -95,7 +96,8 @@ def source_folder(src,            # folder, .zip path, zip bytes, FileUpload val
     if isinstance(src, (bytes, bytearray, memoryview)): return unpack_zip(src, root)
     if isinstance(src, (tuple, list, dict)): return unpack_upload(src, root)
     if hasattr(src, "features") and hasattr(src, "column_names"): return export_hf_dataset(src, root)
-    s = str(src)
+    s = str(src).strip()
+    if not s: raise ZImageError("the dataset path is empty", "set datasets[i].path to a folder of images, a .zip, or hf:<dataset>")
     if s.startswith("hf:"):
         from datasets import load_dataset
         ds = load_dataset(s[3:], split="train")
@@ -103,7 +105,6 @@ def source_folder(src,            # folder, .zip path, zip bytes, FileUpload val
     p = Path(s).expanduser()
     if p.is_dir(): return p
     if p.is_file() and p.suffix.lower() == ".zip": return unpack_zip(p, root, p.stem)
-    if not s: raise ZImageError("datasets[0].path is empty", "set it to a folder of images, a .zip, or hf:<dataset>")
     raise ZImageError(f"dataset path {p} is not a folder, a .zip or an hf: dataset", "check the path (on Colab, mount Drive first; on Kaggle, look under /kaggle/input)")
 
 # %% ../nbs/05_data.ipynb
@@ -267,3 +268,21 @@ def preview_grid(report:DatasetReport, n:int=12, cols:int=4, path:str|Path=None)
     if path:
         with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=80)
     return fig
+
+# %% ../nbs/05_data.ipynb
+def caption_tokens(caption:str, tokenizer)->int:
+    "Tokens the pipeline encodes for `caption` (chat template included)."
+    text = tokenizer.apply_chat_template([{"role": "user", "content": caption}], tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    return len(tokenizer(text).input_ids)
+
+def long_captions(report:DatasetReport, tokenizer, max_sequence_length:int=512)->list[tuple]:
+    "(file, tokens) for every usable image whose caption will be truncated."
+    return [(r.file, n) for r in report.usable if (n := caption_tokens(r.caption, tokenizer)) > max_sequence_length]
+
+# %% ../nbs/05_data.ipynb
+def prepare_datasets(cfg, # a ZConfig
+                     work:str|Path=None)->list[DatasetReport]: # default: <output_dir>/<job name>/work
+    "Prepare every dataset of `cfg`; returns one report per dataset."
+    work = Path(work or Path(cfg.job.output_dir) / cfg.job.name / "work")
+    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}")
+            for i, d in enumerate(cfg.datasets)]
