@@ -69,3 +69,24 @@ def test_report_table_has_one_row_per_file(tmp_path):
     img(tmp_path / "d" / "a.png"); (tmp_path / "d" / "n.pdf").write_bytes(b"%PDF")
     t = prepare_dataset(tmp_path / "d", tmp_path / "w", resolutions=(512,)).table()
     assert list(t["file"]) == ["a.png", "n.pdf"] and list(t["status"]) == ["kept", "skipped"]
+
+@pytest.mark.parametrize("mode", ["LA", "PA_like_P_with_transparency"])
+def test_other_transparency_modes_are_flattened_on_white(tmp_path, mode):
+    from zimage_nb.data import clean_image
+    import io
+    im = Image.new("RGBA", (64, 64), (255, 0, 0, 0))  # fully transparent red
+    im = im.convert("LA") if mode == "LA" else im.convert("P")
+    if mode != "LA": im.info["transparency"] = im.getpixel((0, 0))
+    buf = io.BytesIO(); im.save(buf, "PNG")
+    out, fixes = clean_image(buf.getvalue())
+    assert fixes and "transparency flattened on white" in fixes[0] and out.getpixel((5, 5)) == (255, 255, 255)
+
+def test_long_captions_are_reported_when_caching(tmp_path):
+    import torch, warnings
+    from zimage_nb.cache import build_caches
+    from zimage_nb.models import tiny_model_folder
+    img(tmp_path / "d" / "a.png", (96, 96)); (tmp_path / "d" / "a.txt").write_text("long " * 40)
+    rep = prepare_dataset(tmp_path / "d", tmp_path / "w", resolutions=(64,))
+    with pytest.warns(UserWarning, match="a.png has .* tokens; the text encoder keeps 64"):
+        res = build_caches([rep], tiny_model_folder(tmp_path / "m"), tmp_path / "w", max_sequence_length=64, progress=False)
+    assert [f for f, _ in res["long_captions"]] == ["a.png"]

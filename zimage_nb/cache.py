@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from .data import DatasetReport, crop_to_bucket
+from .data import DatasetReport, crop_to_bucket, long_captions
 
 # %% auto #0
 __all__ = ['model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'encode_latents', 'decode_latents', 'cache_latents',
@@ -131,10 +131,12 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
     lat = cache_latents(reports, vae, CacheStore(work / "cache" / "latents"), crop, seed, progress)
     refs = [weakref.ref(vae)]; del vae
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    long = [x for rep in reports for x in long_captions(rep, tok, max_sequence_length)]
+    for f, n in long: warnings.warn(f"caption of {f} has {n} tokens; the text encoder keeps {max_sequence_length}: shorten it")
     te = load_text_encoder(folder, text_encoder_quant, dtype, device, progress=False)
     captions = [r.caption for rep in reports for r in rep.usable]
     txt = cache_text(captions + list(sample_prompts), tok, te, CacheStore(work / "cache" / "text"), max_sequence_length, progress)
     refs.append(weakref.ref(te)); del te
     gc.collect(); release_freed_memory()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
-    return dict(latents=lat, text=txt, released=all(r() is None for r in refs))
+    return dict(latents=lat, text=txt, long_captions=long, released=all(r() is None for r in refs))
