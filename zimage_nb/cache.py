@@ -87,8 +87,9 @@ def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
     "Encode every (image, bucket) not yet cached; returns {'index': {(file, res): key}, 'computed': n, 'reused': n}."
     fp, index, computed, reused = model_fingerprint(vae), {}, 0, 0
     todo = [(r, res, b) for rep in reports for r in rep.usable for res, b in sorted(r.buckets.items())]
+    content = {r.prepared: file_sha(r.prepared) for r, _, _ in todo}  # each image read once, whatever its bucket count
     for r, res, b in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
-        key = _sha("latent", file_sha(r.prepared), b, crop, seed, fp)
+        key = _sha("latent", content[r.prepared], b, crop, seed, fp)
         index[(r.prepared, res)] = key
         if store.valid(key): reused += 1; continue
         lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed)[None])[0]
