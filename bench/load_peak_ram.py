@@ -4,6 +4,7 @@ Writes a random checkpoint in the original/ComfyUI layout (fused qkv, `model.dif
 chosen scale, tensor by tensor (the full model is never in RAM, even at --scale real), then loads it in a fresh
 process per mode and reports the peak resident memory above the level before loading:
   stream: zimage_nb.models.load_transformer (tensor by tensor, quantized as it arrives)
+  safe_open: the same placement, tensors read through safetensors.safe_open (memory-mapped)
   naive:  safetensors.torch.load_file of the whole file, then quantize (what a plain load does)
 
     python bench/load_peak_ram.py --scale small                # ~126 MB file, seconds
@@ -49,6 +50,19 @@ def measure(folder: Path, path: Path, mode: str, quant: str) -> dict:
     with peak_rss() as m:
         if mode == "stream":
             model = load_transformer(folder, quant=quant, dtype=torch.bfloat16, device="cpu", single_file=path, progress=False)
+        elif mode == "safe_open":  # the same tensor-by-tensor placement, read through safetensors' memory map
+            from safetensors import safe_open
+            from accelerate import init_empty_weights
+            from diffusers import ZImageTransformer2DModel
+            from zimage_nb.core import release_freed_memory
+            with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**json.loads((folder / "transformer" / "config.json").read_text()))
+            quantize_linears(model, quant, torch.bfloat16, TRANSFORMER_BLOCKS)
+            known = set(model.state_dict().keys())
+            with safe_open(str(path), "pt") as f:
+                for k in f.keys():
+                    t, ts = f.get_tensor(k), transformer_key_targets(k, known)
+                    for name, part in zip(ts, t.chunk(len(ts)) if len(ts) > 1 else [t]): place_tensor(model, name, part, "cpu", torch.bfloat16)
+                    del t, part; release_freed_memory()
         else:
             from safetensors.torch import load_file
             from accelerate import init_empty_weights
@@ -67,7 +81,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=list(SCALES), default="small")
     ap.add_argument("--quant", choices=["nf4", "int8", "bf16"], default="nf4")
-    ap.add_argument("--modes", default="stream,naive", help="comma-separated: stream, naive")
+    ap.add_argument("--modes", default="stream,naive", help="comma-separated: stream, safe_open, naive")
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--_measure", nargs=2, help=argparse.SUPPRESS)

@@ -28,6 +28,9 @@ def test_bad_arguments_exit_2_with_usage(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'trian'" in r.stderr
     assert run("init", str(tmp_path / "a.yaml"), "--preset", "nope").returncode == 2
 
-def test_hardware_says_no_gpu_on_cpu():
+def test_hardware_prints_the_profile_and_its_suggestions():
+    from zimage_nb.hardware import detect_hardware, suggest_settings
     r = run("hardware")
-    assert r.returncode == 0 and ("No CUDA GPU" in r.stdout or "VRAM" in r.stdout)
+    hw = detect_hardware()
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == str(hw)
+    assert [l.split(" = ")[0].strip() for l in r.stdout.splitlines()[1:]] == [s.path for s in suggest_settings(hw)]

@@ -146,3 +146,10 @@ def test_hub_model_with_a_single_file_transformer_fetches_only_its_config(monkey
     pipe = load_pipeline("Tongyi-MAI/Z-Image-Turbo", "bf16", "bf16", dtype=torch.float32, device="cpu", transformer_file=f, progress=False)
     assert "transformer/config.json" in seen["allow"] and "transformer/*" not in seen["allow"]
     assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny))).all()
+
+def test_unreadable_tensor_types_are_named(tmp_path):
+    import json, struct
+    header = json.dumps({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}).encode()
+    (tmp_path / "f.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0")
+    from zimage_nb.models import safetensors_entries
+    with pytest.raises(ZImageError, match="stores tensors as F4"): safetensors_entries(tmp_path / "f.safetensors")

@@ -39,6 +39,7 @@ class JobConfig:
     trigger_word: str = opt("", "Word that calls up your subject; replaces [trigger] in captions and prompts.")
     seed: int = opt(42, "Random seed for noise, timesteps and sampling.", lo=0)
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class ModelConfig:
     "Model: which Z-Image and which anti-drift recipe."
@@ -48,6 +49,7 @@ class ModelConfig:
     training_adapter: str = opt("v2", "Turbo training adapter used only while training: 'v1', 'v2', a local .safetensors, or '' for none.")
     distill_patch: str = opt("", "DistillPatch LoRA applied at inference to restore 8-step Turbo quality ('' = none).")
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class QuantizationConfig:
     "Quantization: precision of the frozen base weights."
@@ -55,6 +57,7 @@ class QuantizationConfig:
     text_encoder: str = opt("nf4", "Text encoder weights while caching prompts: nf4, int8 or bf16.", choices=("nf4", "int8", "bf16"))
     compute: str = opt("auto", "Compute precision: auto (bf16 if the GPU has it, else fp16-safe), bf16, fp16-safe (T4/P100/V100), fp32.", choices=("auto", "bf16", "fp16-safe", "fp32"))
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class TargetConfig:
     "Target: the LoRA being trained."
@@ -64,6 +67,7 @@ class TargetConfig:
     dropout: float = opt(0.0, "Dropout on the LoRA input during training.", lo=0, hi=0.9)
     modules: str = opt("default", "Layers to adapt: default (attention + feed-forward), attention, all-linear.", choices=("default", "attention", "all-linear"))
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class SaveConfig:
     "Save: checkpoints and the exported LoRA."
@@ -73,6 +77,7 @@ class SaveConfig:
     push_to_hub: bool = opt(False, "Upload the final LoRA and a model card to the Hub.")
     hub_repo: str = opt("", "Hub repo for the upload, e.g. 'you/my-zimage-lora'.")
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class TrainingConfig:
     "Training: the optimisation itself."
@@ -95,6 +100,7 @@ class TrainingConfig:
     cache_latents: bool = opt(True, "Encode images once and unload the VAE while training.")
     cache_text_embeddings: bool = opt(True, "Encode captions once and unload the text encoder while training.")
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class DatasetConfig:
     "Datasets: one entry per image folder (add a second one for a regularisation set)."
@@ -107,6 +113,7 @@ class DatasetConfig:
     allow_upscale: bool = opt(False, "Use images smaller than a bucket by upscaling them (blurs them; off = such images skip that size).")
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class SampleConfig:
     "Sample: images rendered while training, with the adapter removed."
@@ -119,6 +126,7 @@ class SampleConfig:
     seed: int = opt(42, "Seed of the sample noise (fixed so samples compare across steps).", lo=0)
     negative_prompt: str = opt("", "Negative prompt (used only when guidance > 0).")
 
+# %% ../nbs/01_config.ipynb
 @dataclass
 class AdvancedConfig:
     "Advanced: memory and speed switches."

@@ -46,6 +46,8 @@ def safetensors_entries(path:str|Path # a .safetensors file
         try: header = json.loads(f.read(n))
         except ValueError: raise ZImageError(f"{path} is not a safetensors file (unreadable header)", "re-download it") from None
     base = 8 + n
+    unknown = {v["dtype"] for k, v in header.items() if k != "__metadata__" and v["dtype"] not in _ST_DTYPES}
+    if unknown: raise ZImageError(f"{path} stores tensors as {', '.join(sorted(unknown))}, which this loader does not read", "use a bf16, fp16 or fp32 checkpoint")
     return [TensorEntry(path, k, _ST_DTYPES[v["dtype"]], tuple(v["shape"]), base + v["data_offsets"][0], base + v["data_offsets"][1])
             for k, v in header.items() if k != "__metadata__"]
 
