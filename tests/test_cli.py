@@ -12,9 +12,32 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     assert Image.open(out / "sample_nf4.png").size == (64, 64)
     assert (out / "config.yaml").exists() and (out / "tiny-model" / "model_index.json").exists()
     assert "46 4-bit layers" in r.stdout and str(out / "sample_nf4.png") in r.stdout
+    # the demo's LoRA: ComfyUI layout, loads into the default tiny pipeline with diffusers and changes its output
+    import numpy as np
+    from safetensors import safe_open
+    from zimage_nb.tiny import tiny_pipeline, tiny_image
+    lora = out / "demo" / "demo.safetensors"
+    assert str(lora) in r.stdout
+    with safe_open(str(lora), "pt") as f: assert f.metadata()["zimage_nb.steps"] == "60" and all(k.startswith("diffusion_model.") for k in f.keys())
+    pipe = tiny_pipeline(); before = np.asarray(tiny_image(pipe), float)
+    pipe.load_lora_weights(str(lora)); after = np.asarray(tiny_image(pipe), float)
+    assert np.abs(after - before).mean() > 0.5
 
 def test_demo_out_flag(tmp_path):
-    assert run("demo", "--out", str(tmp_path / "x")).returncode == 0 and (tmp_path / "x" / "sample_nf4.png").exists()
+    assert run("demo", "--out", str(tmp_path / "x"), "--steps", "2").returncode == 0 and (tmp_path / "x" / "sample_nf4.png").exists()
+
+def test_train_command_stops_resumes_and_names_bad_input(tmp_path):
+    from zimage_nb.train import write_demo_dataset
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f), "--preset", "tiny").returncode == 0
+    f.write_text(f.read_text().replace("path: ''", f"path: {tmp_path / 'nowhere'}").replace("output_dir: output", f"output_dir: {tmp_path / 'out'}"))
+    r = run("train", str(f))
+    assert r.returncode == 2 and "nowhere" in r.stderr, r.stderr
+    write_demo_dataset(tmp_path / "nowhere", n=4)
+    r = run("train", str(f), "--until", "4")
+    assert r.returncode == 0 and "step 4 (checkpoint saved" in r.stdout, r.stderr
+    r = run("train", str(f))
+    assert r.returncode == 0 and "step 20: LoRA written to" in r.stdout and "resumed from step_0000004" in r.stdout, r.stderr
 
 def test_validate_lists_problems_and_exits_2(tmp_path):
     f = tmp_path / "run.yaml"

@@ -94,8 +94,12 @@ class TrainingConfig:
     timestep_type: str = opt("weighted", "How training timesteps are drawn.", choices=("weighted", "uniform", "sigmoid"))
     timestep_bias: str = opt("balanced", "balanced; high-noise for style/composition; low-noise for identity/details.", choices=("balanced", "high-noise", "low-noise"))
     shift: float = opt(3.0, "Flow-matching shift of the sigma schedule (Turbo uses 3.0).", lo=0, hi=20, lo_open=True)
+    auto_shift: bool = opt(False, "Pick the shift from the image size instead (more pixels, more noise), as the pipeline's dynamic shifting does.")
     differential_guidance: float = opt(0.0, "Differential guidance scale s (target <- pred + s*(target - pred)); 0 = off, 3 is typical.", lo=0, hi=10)
     caption_dropout: float = opt(0.05, "Chance a caption is replaced by the empty prompt.", lo=0, hi=1)
+    dop_class_word: str = opt("", "Differential output preservation: the class word that replaces the trigger (e.g. 'woman'); '' = off.")
+    dop_weight: float = opt(1.0, "Weight of the DOP loss (the LoRA must leave the class prompt as the base model had it).", lo=0, hi=10)
+    blank_prompt_preservation: float = opt(0.0, "Weight of blank-prompt preservation (the LoRA must not change the empty prompt's output); 0 = off.", lo=0, hi=10)
     gradient_checkpointing: bool = opt(True, "Recompute activations in the backward pass to save VRAM.")
     cache_latents: bool = opt(True, "Encode images once and unload the VAE while training.")
     cache_text_embeddings: bool = opt(True, "Encode captions once and unload the text encoder while training.")
@@ -134,6 +138,7 @@ class AdvancedConfig:
     vae_tiling: bool = opt(False, "Decode the VAE in tiles (large images on small GPUs).")
     max_sequence_length: int = opt(512, "Text tokens kept per caption (Z-Image uses up to 512).", lo=8, hi=1024)
     num_workers: int = opt(0, "Data loader worker processes (0 on Colab).", lo=0, hi=32)
+    num_processes: int = opt(1, "Processes (GPUs) to train on: 2 on a Kaggle T4x2.", lo=1, hi=16)
 
 # %% ../nbs/01_config.ipynb
 PANELS = ("job", "model", "quantization", "target", "save", "training", "datasets", "sample", "advanced")
@@ -176,7 +181,7 @@ PRESETS = {
              "sample.steps": 50, "sample.guidance": 5.0},
     "turbo-distillpatch": {"model.training_adapter": "", "model.distill_patch": "DiffSynth-Studio/Z-Image-Turbo-DistillPatch"},
     "tiny": {"model.name_or_path": "tiny", "model.variant": "tiny", "model.training_adapter": "",
-             "quantization.compute": "fp32", "target.rank": 4, "target.alpha": 4.0, "training.steps": 20, "training.lr": 1e-3,
+             "quantization.compute": "fp32", "target.rank": 4, "target.alpha": 4.0, "training.steps": 20, "training.lr": 3e-3,
              "save.every": 10, "sample.every": 10, "sample.steps": 4, "sample.width": 64, "sample.height": 64,
              "advanced.max_sequence_length": 64, "datasets.0.resolutions": [64, 96]},
 }
@@ -265,6 +270,8 @@ def _cross_checks(cfg:ZConfig)->tuple[list, list]:
         warns.append(f"model.training_adapter is set but variant is '{m.variant}': the adapter is only for Turbo; it will be ignored")
     if m.training_adapter and m.distill_patch:
         problems.append(("model.distill_patch", "training adapter and DistillPatch are two alternative recipes; clear one of them"))
+    if cfg.training.dop_class_word and not cfg.job.trigger_word:
+        problems.append(("training.dop_class_word", "differential output preservation replaces the trigger word, but job.trigger_word is empty; set it or clear dop_class_word"))
     if cfg.training.cache_text_embeddings and cfg.advanced.max_sequence_length < 64:
         warns.append(f"advanced.max_sequence_length = {cfg.advanced.max_sequence_length}: longer captions are cut")
     return problems, warns

@@ -22,6 +22,9 @@ class ZImageError(ValueError):
         super().__init__(what + (f"\n  Fix: {fix}" if fix else ""))
 
 # %% ../nbs/00_core.ipynb
+def _umask()->int:
+    m = os.umask(0); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_path(path:str|Path): # the file to (re)write
     "Yield a temporary path next to `path`; on success it replaces `path` in one rename."
@@ -31,6 +34,7 @@ def atomic_path(path:str|Path): # the file to (re)write
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f: os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600 files; give the user's usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)

@@ -219,13 +219,13 @@ def _bucket_map(size, resolutions, allow_upscale):
 def prepare_dataset(src,                       # any source `source_folder` takes
                     work:str|Path,             # work folder: prepared images go to work/images/<dataset name>
                     resolutions=(512, 768, 1024), trigger:str="", default_caption:str="", prepend_trigger:bool=False,
-                    allow_upscale:bool=False, name:str="dataset")->DatasetReport:
+                    allow_upscale:bool=False, name:str="dataset", progress:bool=True)->DatasetReport:
     "Validate and clean every file of a dataset; returns the report (prepared images under `work`)."
     folder = source_folder(src, work); out = Path(work) / "images" / name; out.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not is_junk(str(p.relative_to(folder))))
     images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
     rows, seen = [], {}
-    for p in tqdm(files, desc=f"checking {name}", leave=False):
+    for p in tqdm(files, desc=f"checking {name}", leave=False, disable=not progress):
         rel = p.relative_to(folder).as_posix()
         if p.suffix.lower() == ".txt" and p.with_suffix("") in images: continue  # a caption: reported with its image
         if p.suffix.lower() not in IMAGE_EXTS:
@@ -281,8 +281,8 @@ def long_captions(report:DatasetReport, tokenizer, max_sequence_length:int=512)-
 
 # %% ../nbs/05_data.ipynb
 def prepare_datasets(cfg, # a ZConfig
-                     work:str|Path=None)->list[DatasetReport]: # default: <output_dir>/<job name>/work
+                     work:str|Path=None, progress:bool=True)->list[DatasetReport]: # default: <output_dir>/<job name>/work
     "Prepare every dataset of `cfg`; returns one report per dataset."
     work = Path(work or Path(cfg.job.output_dir) / cfg.job.name / "work")
-    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}")
+    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress)
             for i, d in enumerate(cfg.datasets)]

@@ -298,8 +298,8 @@ def _is_network_error(e:Exception)->bool:
 def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cache/zimage_nb/tiny)
                       seed:int=0)->Path:
     "The tiny offline model as a diffusers folder (written once)."
-    from zimage_nb.tiny import tiny_pipeline
-    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}")
+    from zimage_nb.tiny import tiny_pipeline, TINY_VERSION
+    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}")
     if (folder / "model_index.json").exists(): return folder
     shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -9,14 +9,15 @@ import re
 from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-from safetensors.torch import save_file
+from importlib.resources import files
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'LORA_TARGETS',
-           'LORA_LAYOUTS', 'tiny_tokenizer', 'tiny_pipeline', 'tiny_image', 'to_original_layout', 'write_single_file',
-           'write_tiny_lora']
+__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'TINY_VERSION',
+           'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'tiny_vae', 'tiny_pipeline', 'tiny_image',
+           'to_original_layout', 'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -24,8 +25,8 @@ TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=
                         t_scale=1000.0, axes_dims=[8, 12, 12], axes_lens=[256, 128, 128])
 TINY_TEXT_ENCODER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rms_norm_eps=1e-6)
-TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4,
+TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32), layers_per_block=1,
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
                 scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
 TURBO_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
 
@@ -47,16 +48,25 @@ def tiny_tokenizer(max_length:int=512 # the model_max_length the pipeline pads t
 # %% ../nbs/03_tiny.ipynb
 def _frozen(m): return m.eval().requires_grad_(False)
 
+TINY_VERSION = 2  # bump when the tiny model changes: cached copies on disk are named after it
+
+def tiny_vae()->AutoencoderKL:
+    "The tiny VAE with trained weights (shipped in the package, made by tools/train_tiny_vae.py): it really reconstructs simple pictures."
+    vae = AutoencoderKL(**TINY_VAE)
+    sd = load_file(str(files("zimage_nb") / "assets" / "tiny_vae.safetensors"))
+    vae.load_state_dict({k: v.float() for k, v in sd.items()})
+    return vae
+
 def tiny_pipeline(seed:int=0,                      # same seed, same weights
                   dtype:torch.dtype=torch.float32 # dtype of all weights
                  )->ZImagePipeline:
-    "A complete Z-Image-architecture pipeline with tiny random weights, built offline."
+    "A complete Z-Image-architecture pipeline, built offline: random transformer and text encoder, trained tiny VAE."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer = tiny_tokenizer()
         text_encoder = Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), **TINY_TEXT_ENCODER))
         transformer = ZImageTransformer2DModel(**TINY_TRANSFORMER)
-        vae = AutoencoderKL(**TINY_VAE)
+        vae = tiny_vae()
     pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(**TURBO_SCHEDULER), vae=_frozen(vae),
                           text_encoder=_frozen(text_encoder), tokenizer=tokenizer, transformer=_frozen(transformer))
     pipe.set_progress_bar_config(disable=True)
