@@ -166,3 +166,83 @@ def test_two_processes_match_one_with_accumulation(setup):
     a, b = load_file(two["lora"]), load_file(one["lora"])
     assert a.keys() == b.keys()
     for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+def lora_drift(run, text_of):
+    "Mean squared change the LoRA makes to the prediction for each item's `text_of(item)` embedding (fixed noise, σ 0.6)."
+    tot = 0.0
+    with torch.no_grad():
+        for it in run.items:
+            x0 = run.latents[it.latent][None]; noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+            s, e = torch.tensor([0.6]), [run.texts[text_of(it)]]
+            on = T.predict(run.transformer, 0.4 * x0 + 0.6 * noise, s, e)
+            with adapters_off(run.transformer, TRAINED): off = T.predict(run.transformer, 0.4 * x0 + 0.6 * noise, s, e)
+            tot += float((on - off).pow(2).mean())
+    return tot / len(run.items)
+
+def test_blank_prompt_preservation_keeps_the_empty_prompt(setup):
+    kw = dict(training__steps=30, model__training_adapter="")
+    plain = T.train(make_cfg(setup, "noblank", **kw), work=work(setup), progress=False)["run"]
+    kept = T.train(make_cfg(setup, "blank", training__blank_prompt_preservation=1.0, **kw), work=work(setup), progress=False)["run"]
+    a, b = lora_drift(plain, lambda it: plain.empty), lora_drift(kept, lambda it: kept.empty)
+    assert b < 0.3 * a, (a, b)      # measured: 0.22 -> 0.023
+    assert lora_drift(kept, lambda it: it.text) > 2 * b   # it still learned the captions
+
+def test_dop_keeps_the_class_prompt(setup):
+    kw = dict(training__steps=30, model__training_adapter="", training__dop_class_word="disc")
+    off = T.train(make_cfg(setup, "nodop", training__dop_weight=0.0, **kw), work=work(setup), progress=False)["run"]
+    on = T.train(make_cfg(setup, "dop", **kw), work=work(setup), progress=False)["run"]
+    assert on.items[0].class_text and on.texts[on.items[0].class_text].shape[0] > 0
+    a, b = lora_drift(off, lambda it: it.class_text), lora_drift(on, lambda it: it.class_text)
+    assert b < 0.3 * a, (a, b)
+
+def test_lokr_trains_exports_and_resumes(setup):
+    from zimage_nb.config import ConfigError
+    with pytest.raises(ConfigError, match="LoKr cannot wrap 4-bit layers"):
+        T.train(make_cfg(setup, "lokr4", target__type="lokr"), work=work(setup), progress=False)
+    kw = dict(target__type="lokr", target__modules="attention", training__steps=20, quantization__transformer="int8")
+    straight = T.train(make_cfg(setup, "lokr", **kw), work=work(setup), progress=False)
+    f = load_file(straight["lora"])
+    assert any(k.endswith(".lokr_w1") for k in f) and sum(k.endswith(".alpha") for k in f) == 24
+    T.train(make_cfg(setup, "lokr2", **kw), work=work(setup), until=10, progress=False)
+    resumed = T.train(make_cfg(setup, "lokr2", **kw), work=work(setup), progress=False)
+    assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))
+
+def test_fp16_safe_training_runs(setup):
+    res = T.train(make_cfg(setup, "fp16", quantization__compute="fp16-safe", training__steps=10), work=work(setup), progress=False)
+    run = res["run"]
+    assert run.dtype == torch.float16 and run.scaler is not None and run.fp16_hooks
+    assert all(p.dtype == torch.float32 for p in run.params)                  # LoRA weights stay fp32
+    assert np.isfinite(res["losses"]).all() and all(torch.isfinite(v).all() for v in load_file(res["lora"]).values())
+
+def test_distillpatch_recipe_is_for_sampling_only(setup, tiny):
+    patch = write_tiny_lora(tiny.transformer, setup[0] / "patch.safetensors", "diffsynth", rank=4, seed=5, scale=0.1)
+    res = T.train(make_cfg(setup, "distill", model__training_adapter="", model__distill_patch=str(patch), training__steps=6, save__every=6),
+                  work=work(setup), progress=False)
+    run = res["run"]
+    from zimage_nb.lora import DISTILL_PATCH, active_adapters
+    assert active_adapters(run.transformer) == {TRAINED: 1.0}                       # not in effect while training
+    assert T.sampling_adapters(run) == {TRAINED: 1.0, DISTILL_PATCH: 1.0}
+    with_patch = np.asarray(T.render_samples(run)[0], float)
+    without = np.asarray(T.render_samples(run, adapters={TRAINED: 1.0})[0], float)
+    assert np.abs(with_patch - without).mean() > 0.5                                # the samples use it
+    assert len(load_file(res["lora"])) == 3 * 42 and lora_metadata(res["lora"])["zimage_nb.recipe"] == "turbo + DistillPatch at inference"
+
+def test_adapter_names_resolve_to_the_hub_with_clear_errors(monkeypatch, tmp_path):
+    from zimage_nb.lora import lora_file, ADAPTER_FILES
+    assert ADAPTER_FILES["v2"] == "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub.constants as C; monkeypatch.setattr(C, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ZImageError, match="model.training_adapter: the Hub cannot be reached .*zimage_turbo_training_adapter_v2"):
+        lora_file("v2")
+    with pytest.raises(ZImageError, match="model.distill_patch: the Hub cannot be reached .*Z-Image-Turbo-DistillPatch/model.safetensors"):
+        lora_file("DiffSynth-Studio/Z-Image-Turbo-DistillPatch", "model.distill_patch")
+
+def test_repeats_and_a_second_dataset(setup, tmp_path):
+    reg = T.write_demo_dataset(tmp_path / "reg", n=3, seed=7)
+    cfg = make_cfg(setup, "repeats", datasets__0__repeats=3)
+    from zimage_nb.config import DatasetConfig
+    cfg.datasets.append(DatasetConfig(path=str(reg), resolutions=[64], is_regularization=True, default_caption="a disc"))
+    run = T.setup_run(cfg, work(setup), "cpu", progress=False)
+    assert len(run.items) == 3 * 8 + 3 and sum(it.dataset == 1 for it in run.items) == 3
+    seen = [i for k in range(run.plan.per_epoch) for i in run.plan(k)]
+    assert sorted(seen) == list(range(len(run.items)))              # one epoch = every item once

@@ -48,9 +48,9 @@ def _quiet_peft():
 
 def trainable_parameters(transformer)->list[torch.nn.Parameter]:
     "The trained adapter's parameters (and only them) are trainable; returns them."
-    out = []
+    out, mine = [], re.compile(rf"\.{TRAINED}(\.|$)")   # lora_A.default.weight, lokr_w1.default
     for n, p in transformer.named_parameters():
-        p.requires_grad_(f".{TRAINED}." in n)
+        p.requires_grad_(bool(mine.search(n)))
         if p.requires_grad: out.append(p)
     return out
 
@@ -84,11 +84,12 @@ def lora_file(spec:str,                          # "v1", "v2", a local .safetens
     from zimage_nb.models import _is_network_error
     repo, file = "/".join(parts[:2]), "/".join(parts[2:]) or "model.safetensors"
     try: return Path(hf_hub_download(repo, file, token=token))
-    except (EntryNotFoundError, RepositoryNotFoundError):
-        raise ZImageError(f"{field}: {file} was not found in Hub repo {repo}", "check the name, or download the file and give its local path") from None
-    except Exception as e:
-        if not _is_network_error(e): raise
-        raise ZImageError(f"{field}: the Hub cannot be reached to fetch {repo}/{file}", "connect to the internet, or download the file and give its local path") from None
+    except Exception as e:   # offline, the "not in the local cache" error is also an EntryNotFoundError: test the network first
+        if _is_network_error(e):
+            raise ZImageError(f"{field}: the Hub cannot be reached to fetch {repo}/{file}", "connect to the internet, or download the file and give its local path") from None
+        if isinstance(e, (EntryNotFoundError, RepositoryNotFoundError)):
+            raise ZImageError(f"{field}: {file} was not found in Hub repo {repo}", "check the name, or download the file and give its local path") from None
+        raise
 
 # %% ../nbs/07_lora.ipynb
 def add_frozen_lora(transformer, path:str|Path, # a LoRA file in any layout diffusers' Z-Image loader reads
@@ -154,9 +155,9 @@ def export_lora(transformer, path:str|Path,  # the .safetensors to write (atomic
     if bad: raise ZImageError(f"the LoRA has NaN/Inf values ({len(bad)} tensors, e.g. {bad[0]}); it was not saved",
                               "resume from the last checkpoint with a lower learning rate, or use compute fp16-safe/fp32")
     out = {f"diffusion_model.{k}": v.to(_DTYPES[dtype]).contiguous() for k, v in sd.items()}
-    if isinstance(cfg, LoraConfig):
-        for k in sd:
-            if k.endswith(".lora_A.weight"): out[f"diffusion_model.{k.removesuffix('.lora_A.weight')}.alpha"] = torch.tensor(float(cfg.lora_alpha))
+    alpha = float(cfg.lora_alpha if isinstance(cfg, LoraConfig) else cfg.alpha)
+    for m in sorted({re.sub(r"\.(lora_A\.weight|lora_B\.weight|lokr_\w+)$", "", k) for k in sd}):
+        out[f"diffusion_model.{m}.alpha"] = torch.tensor(alpha)
     meta = {"format": "pt", "zimage_nb.adapter": "lokr" if isinstance(cfg, LoKrConfig) else "lora",
             "ss_network_dim": str(cfg.r), "ss_network_alpha": str(getattr(cfg, "lora_alpha", getattr(cfg, "alpha", cfg.r)))}
     meta.update({f"zimage_nb.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
