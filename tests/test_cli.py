@@ -22,6 +22,9 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     pipe = tiny_pipeline(); before = np.asarray(tiny_image(pipe), float)
     pipe.load_lora_weights(str(lora)); after = np.asarray(tiny_image(pipe), float)
     assert np.abs(after - before).mean() > 0.5
+    import json
+    grid = json.loads((out / "comparison_grid.json").read_text())
+    assert Image.open(out / "comparison_grid.png").size[0] > 4 * 192 and len(grid["columns"]) == 4 and "non-accelerated" in grid["columns"][2]
 
 def test_demo_out_flag(tmp_path):
     assert run("demo", "--out", str(tmp_path / "x"), "--steps", "2").returncode == 0 and (tmp_path / "x" / "sample_nf4.png").exists()

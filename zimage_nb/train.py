@@ -189,7 +189,7 @@ class Run:
     cfg: ZConfig; out: Path; work: Path; device: str; dtype: torch.dtype
     transformer: object = None; params: list = None; optimizer: object = None; scheduler: object = None; scaler: object = None
     items: list = None; plan: BatchPlan = None; latents: dict = None; texts: dict = None; empty: str = ""
-    sample_keys: list = None; negative_key: str = ""; model_folder: Path = None
+    sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
     training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None
 
@@ -242,7 +242,7 @@ def prepare_run_data(run:Run, progress:bool=True):
     if run.rank == 0: reports, caches = work()
     _barrier(run.world)
     if run.rank != 0: reports, caches = work()    # everything is cached by now: this only reads
-    tidx = caches["text"]["index"]
+    tidx = run.text_index = caches["text"]["index"]    # prompt -> cache key
     class_index = {r.caption: tidx[_class_caption(r.caption, trig, word)] for rep in reports for r in rep.usable} if word else {}
     run.items = training_items(reports, caches, cfg, class_index)
     run.plan = BatchPlan(run.items, cfg.training.batch_size, cfg.job.seed)
