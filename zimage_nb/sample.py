@@ -40,6 +40,8 @@ def snap_size(width:int, height:int, multiple:int=32)->tuple[int, int]:
     return w, h
 
 # %% ../nbs/09_sample.ipynb
+def _float_dtype(m): return next((p.dtype for p in m.parameters() if p.is_floating_point()), torch.float32)
+
 class Sampler:
     "Renders images from one loaded transformer, switching named LoRAs per image."
     def __init__(self, pipe,                        # a ZImagePipeline (its text encoder may be None)
@@ -50,6 +52,9 @@ class Sampler:
         self.embeds, self.te_quant, self.max_len = dict(embeds or {}), text_encoder_quant, max_sequence_length
         self.loras, self.encoder_loads = {}, 0
         pipe.set_progress_bar_config(disable=True)
+        if _float_dtype(self.tr) == torch.float16 and not getattr(self.tr, "_fp16_safe", False):   # T4 / P100 / V100
+            from zimage_nb.train import fp16_safe
+            fp16_safe(self.tr); self.tr._fp16_safe = True
 
     @property
     def device(self): return self.pipe.vae.device

@@ -269,6 +269,7 @@ def prepare_run_model(run:Run, progress:bool=True):
     if t.gradient_checkpointing: tr.enable_gradient_checkpointing()
     tr.train()
     run.fp16_hooks = fp16_safe(tr) if run.dtype == torch.float16 else []
+    tr._fp16_safe = bool(run.fp16_hooks)
     run.transformer = tr
     run.optimizer = make_optimizer(run.params, t)
     run.scheduler = make_scheduler(run.optimizer, t)
