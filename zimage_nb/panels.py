@@ -10,7 +10,7 @@ from .core import ZImageError
 from .config import (ZConfig, DatasetConfig, PANELS, PRESETS, ConfigError, config_schema, preset, set_path, validate_config)
 
 # %% auto #0
-__all__ = ['field_widget', 'shown_value', 'parse_value', 'ConfigPanels']
+__all__ = ['field_widget', 'shown_value', 'parse_value', 'ConfigPanels', 'loss_plot_png', 'RunPanel', 'DatasetPanel']
 
 # %% ../nbs/11_panels.ipynb
 def _numbers(default)->bool: return bool(default) and all(isinstance(x, (int, float)) for x in default)
@@ -143,6 +143,140 @@ class ConfigPanels:
     def widget(self)->W.Widget:
         "Everything in one box."
         return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget())
+
+# %% ../nbs/11_panels.ipynb
+import io, threading, time
+
+def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2)->bytes:
+    "A small loss curve (raw steps and a running mean) as PNG bytes."
+    import matplotlib; import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = matplotlib.figure.Figure(figsize=(width, height), dpi=90)
+    ax = fig.add_subplot(); FigureCanvasAgg(fig)
+    xs = list(range(1, len(losses) + 1))
+    ax.plot(xs, losses, lw=0.6, alpha=0.4, label="step")
+    k = max(1, len(losses) // 20)
+    mean = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
+    ax.plot(xs, mean, lw=1.5, label=f"mean of {k}"); ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(fontsize=7); fig.tight_layout()
+    buf = io.BytesIO(); fig.savefig(buf, format="png"); return buf.getvalue()
+
+class RunPanel:
+    "Start / Stop, progress, live loss plot and latest sample for the config of a `ConfigPanels`."
+    def __init__(self, panels:ConfigPanels, work:str=None):
+        self.panels, self.work = panels, work
+        self.start_button = W.Button(description="Start", button_style="success", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.start_button.on_click(lambda _: self.start()); self.stop_button.on_click(lambda _: self.stop())
+        self.bar, self.status = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="420px")), W.HTML()
+        self.plot, self.sample = W.Image(format="png"), W.Image(format="png")
+        self.losses, self.result, self.error, self.thread, self._stop = [], None, None, None, threading.Event()
+
+    def _event(self, e:dict):
+        if e["event"] == "step":
+            self.losses.append(e["loss"]); self.bar.value = e["step"]
+            t = e["time"] / max(1, len(self.losses))
+            self.status.value = f"step {e['step']}/{self.bar.max} · loss {e['loss']:.4f} · lr {e['lr']:.1e} · {t:.2f} s/step · ETA {t * (self.bar.max - e['step']) / 60:.1f} min"
+            if len(self.losses) % 5 == 0 or e["step"] == self.bar.max: self.plot.value = loss_plot_png([x for x in self.losses if x == x])
+        elif e["event"] == "sample" and e.get("path"): self.sample.value = open(e["path"], "rb").read()
+        elif e["event"] == "checkpoint": self.status.value += f" · checkpoint {e['path'].rsplit('/', 1)[-1]}"
+
+    def _run(self):
+        from zimage_nb.train import train
+        try:
+            self.result = train(copy.deepcopy(self.panels.cfg), work=self.work, callbacks=[self._event], stop=self._stop, progress=False)
+            done = self.result["lora"]
+            self.status.value = f"<b>done</b>: {html.escape(str(done))}" if done else f"<b>stopped</b> at step {self.result['steps']}: checkpoint saved; Start resumes"
+        except Exception as e:   # shown in the panel; the panels stay usable
+            self.error = e
+            self.status.value = f"<span style='color:#d33'><b>error</b>: {html.escape(str(e))}</span>"
+        finally:
+            self.start_button.disabled, self.stop_button.disabled = False, True
+
+    def start(self, wait:bool=False): # wait: block until done (tests, scripts)
+        "Validate, then train in a background thread."
+        if self.panels.check(): self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"; return
+        self._stop.clear(); self.losses, self.result, self.error = [], None, None
+        self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self.status.value = "preparing datasets and caches, loading the model..."
+        self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
+        if wait: self.thread.join()
+
+    def stop(self):
+        "Stop after the current step (a checkpoint is saved)."
+        self._stop.set(); self.stop_button.disabled = True; self.status.value += " · stopping after this step..."
+
+    def widget(self)->W.Widget:
+        return W.VBox([W.HBox([self.start_button, self.stop_button, self.bar]), self.status, W.HBox([self.plot, self.sample])])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget())
+
+# %% ../nbs/11_panels.ipynb
+class DatasetPanel:
+    "Upload, check, preview and caption one dataset of a `ConfigPanels` config."
+    def __init__(self, panels:ConfigPanels, index:int=0, work:str=None):
+        from pathlib import Path
+        self.panels, self.i = panels, index
+        self.work = Path(work) if work else Path(panels.cfg.job.output_dir) / panels.cfg.job.name / "work"
+        self.upload = W.FileUpload(accept="image/*,.txt,.zip", multiple=True, description="upload")
+        self.upload.observe(lambda ch: self.take_upload(ch["new"]), "value")
+        self.check_button = W.Button(description="check dataset", icon="check"); self.check_button.on_click(lambda _: self.check())
+        self.report, self.preview = W.HTML(), W.Image(format="png")
+        self.image_pick, self.caption = W.Dropdown(description="image"), W.Textarea(layout=W.Layout(width="420px", height="60px"))
+        self.save_caption = W.Button(description="save caption"); self.save_caption.on_click(lambda _: self.write_caption())
+        self.image_pick.observe(lambda ch: self._show_caption(), "value")
+        self.last = None
+
+    @property
+    def dataset(self): return self.panels.cfg.datasets[self.i]
+
+    def take_upload(self, value):
+        "Unpack an upload and point the dataset at it."
+        from zimage_nb.data import unpack_upload
+        if not value: return
+        folder = unpack_upload(value, self.work / "uploads")
+        self.panels.set(f"datasets.{self.i}.path", str(folder))
+        return self.check()
+
+    def check(self):
+        "Run the validation (prepared copies go to the work folder) and show the report and a preview."
+        from zimage_nb.data import prepare_dataset, preview_grid, IMAGE_EXTS, source_folder
+        from pathlib import Path
+        d, cfg = self.dataset, self.panels.cfg
+        try:
+            rep = prepare_dataset(d.path, self.work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{self.i}", progress=False)
+        except ZImageError as e:
+            self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
+        self.last = rep
+        self.report.value = f"<pre>{html.escape(rep.summary())}</pre>"
+        if rep.usable:
+            import matplotlib.pyplot as plt
+            fig = preview_grid(rep, n=8); buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=60); plt.close(fig); self.preview.value = buf.getvalue()
+        folder = source_folder(d.path, self.work)
+        self.folder = folder
+        self.image_pick.options = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        return rep
+
+    def _show_caption(self):
+        from zimage_nb.data import read_caption
+        if self.image_pick.value: self.caption.value = read_caption(self.folder / self.image_pick.value) or ""
+
+    def write_caption(self):
+        "Write the caption box to the picked image's sidecar .txt."
+        from zimage_nb.core import atomic_write_text
+        p = (self.folder / self.image_pick.value).with_suffix(".txt")
+        atomic_write_text(p, self.caption.value.strip() + "\n")
+        self.report.value += f"<div>caption saved: {html.escape(p.name)}</div>"
+        return p
+
+    def widget(self)->W.Widget:
+        return W.VBox([W.HBox([self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption])])
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -527,6 +527,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           resume:bool=True,          # continue from the latest intact checkpoint of this job
           until:int=None,            # stop after this step (default: training.steps), e.g. to train in sessions
           callbacks:list=(),         # called with each event dict: step, sample, checkpoint, done
+          stop=None,                 # a threading.Event: when set, stop after the current step (a checkpoint is saved)
           device:str=None, progress:bool=True)->dict:
     "Train the LoRA; returns {'lora': path, 'steps', 'losses', 'run'}."
     run = setup_run(cfg, work, device, progress)
@@ -538,7 +539,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
     end = min(until or t.steps, t.steps)
     bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
     losses, t0 = [], time.time()
-    while run.step < end:
+    while run.step < end and not (stop is not None and stop.is_set()):
         rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
         losses.append(rec["loss"])
         if main:
@@ -558,7 +559,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
         result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
         p = run.out / "samples" / f"step_{run.step:07d}.png"
         _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
-    elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`): keep the progress
+    elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
     if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
                                                                       lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
     _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
