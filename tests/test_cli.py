@@ -60,3 +60,17 @@ def test_hardware_prints_the_profile_and_its_suggestions():
     hw = detect_hardware()
     assert r.returncode == 0 and r.stdout.splitlines()[0] == str(hw)
     assert [l.split(" = ")[0].strip() for l in r.stdout.splitlines()[1:]] == [s.path for s in suggest_settings(hw)]
+
+def test_estimate_and_prepare_commands(tmp_path):
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f)).returncode == 0
+    r = run("estimate", str(f), "--gpu", "T4", "--gpu", "A100")
+    assert r.returncode == 0 and "Tesla T4: peak VRAM" in r.stdout and "A100" in r.stdout and "fits" in r.stdout, r.stderr
+    r = run("estimate", str(f), "--gpu", "H900")
+    assert r.returncode == 2 and "--gpu H900 is not a known GPU" in r.stderr
+    from zimage_nb.train import write_demo_dataset
+    f2 = tmp_path / "tiny.yaml"
+    assert run("init", str(f2), "--preset", "tiny").returncode == 0
+    f2.write_text(f2.read_text().replace("path: ''", f"path: {write_demo_dataset(tmp_path / 'photos', n=3)}").replace("output_dir: output", f"output_dir: {tmp_path / 'out'}"))
+    r = run("prepare", str(f2))
+    assert r.returncode == 0 and "3 files -> 3 kept" in r.stdout, r.stdout + r.stderr

@@ -47,7 +47,7 @@ class ConfigPanels:
         self.cfg, self.hardware = cfg or preset(), hardware
         self.rows = {r["path"]: r for r in config_schema()}
         self.widgets, self.problems, self._syncing = {}, [], False
-        self.messages = W.HTML()
+        self.messages, self.estimate = W.HTML(), W.HTML()
         self.preset = W.Dropdown(options=list(PRESETS), value=self.cfg.preset, description="preset")
         self.preset.observe(lambda ch: self.load_preset(ch["new"]) if not self._syncing else None, "value")
         self.suggest = W.Button(description="fit my GPU", tooltip="apply the settings suggested for this machine's GPU")
@@ -130,7 +130,21 @@ class ConfigPanels:
                 warnings.simplefilter("always"); warns = validate_config(self.cfg)
             self._show([], warns)
         except ConfigError as e: self._show(e.problems, [])
+        if not self.problems: self._estimate()
         return self.problems
+
+    def _estimate(self):
+        "The planner's verdict for this config on this GPU (or on T4, L4 and A100 when there is none)."
+        from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
+        from zimage_nb.planner import estimate_training
+        if self.hardware is None: self.hardware = detect_hardware()
+        gpus = [self.hardware] if self.hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
+        rows = []
+        for g in gpus:
+            e = estimate_training(self.cfg, g)
+            verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
+            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step: {verdict}</div>")
+        self.estimate.value = "<div style='font-size:90%'><b>estimate</b> (first estimates until calibrated on a GPU)" + "".join(rows) + "</div>"
 
     def _show(self, problems:list, warns:list):
         self.problems = problems
@@ -142,7 +156,7 @@ class ConfigPanels:
 
     def widget(self)->W.Widget:
         "Everything in one box."
-        return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages])
+        return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages, self.estimate])
 
     def _ipython_display_(self):
         from IPython.display import display
