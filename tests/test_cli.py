@@ -74,3 +74,16 @@ def test_estimate_and_prepare_commands(tmp_path):
     f2.write_text(f2.read_text().replace("path: ''", f"path: {write_demo_dataset(tmp_path / 'photos', n=3)}").replace("output_dir: output", f"output_dir: {tmp_path / 'out'}"))
     r = run("prepare", str(f2))
     assert r.returncode == 0 and "3 files -> 3 kept" in r.stdout, r.stdout + r.stderr
+
+def test_sample_command_renders_a_grid(tmp_path):
+    import json
+    from zimage_nb.tiny import tiny_pipeline, write_tiny_lora
+    f = tmp_path / "tiny.yaml"
+    assert run("init", str(f), "--preset", "tiny").returncode == 0
+    lora = write_tiny_lora(tiny_pipeline().transformer, tmp_path / "l.safetensors", "kohya", rank=4, seed=2, scale=0.1)
+    r = run("sample", str(f), "--lora", str(lora), "--prompt", "a red cube", "--prompt", "a blue ball", "--setting", "turbo", "--out", str(tmp_path / "g.png"))
+    assert r.returncode == 0 and "grid 2 x 2" in r.stdout, r.stderr
+    meta = json.loads((tmp_path / "g.json").read_text())
+    assert meta["columns"] == ["turbo: 8 steps, CFG 0 | lora × 0", "turbo: 8 steps, CFG 0 | lora × 1"] and meta["rows"][1] == "a blue ball · seed 42"
+    r = run("sample", str(f), "--lora", str(tmp_path / "missing.safetensors"))
+    assert r.returncode == 2 and "--lora: file" in r.stderr and "does not exist" in r.stderr
