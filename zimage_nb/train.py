@@ -191,7 +191,7 @@ class Run:
     items: list = None; plan: BatchPlan = None; latents: dict = None; texts: dict = None; empty: str = ""
     sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
-    training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None
+    training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None; sampler: object = None
 
 def dist_info()->tuple[int, int]:
     "(rank, world size) of this process."
@@ -452,24 +452,13 @@ def resume_latest(run:Run)->Path|None:
 def render_samples(run:Run, path:Path=None, # save the images side by side as this PNG
                    adapters:dict=None)->list:  # {name: weight} in effect (default: `sampling_adapters(run)`)
     "One image per sample prompt at the current step."
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
     from PIL import Image
-    s, tr = run.cfg.sample, run.transformer
-    vae = AutoencoderKL.from_pretrained(run.model_folder / "vae", torch_dtype=run.dtype if run.dtype != torch.float16 else torch.float32).to(run.device)
-    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(run.model_folder / "scheduler")
-    pipe = ZImagePipeline(scheduler=sched, vae=vae, text_encoder=None, tokenizer=None, transformer=tr)
-    pipe.set_progress_bar_config(disable=True)
-    was_training = tr.training; tr.eval()
-    before = use_adapters(tr, sampling_adapters(run) if adapters is None else adapters)
-    try:
-        images = []
-        for k in run.sample_keys:
-            g = torch.Generator("cpu").manual_seed(s.seed)
-            neg = [run.texts[run.negative_key].to(run.device, run.dtype)] if s.guidance > 0 else None
-            images += pipe(prompt_embeds=[run.texts[k].to(run.device, run.dtype)], negative_prompt_embeds=neg, height=s.height, width=s.width,
-                           num_inference_steps=s.steps, guidance_scale=s.guidance, generator=g).images
-    finally:
-        use_adapters(tr, before); tr.train(was_training); del pipe, vae
+    from zimage_nb.sample import Sampler
+    if run.sampler is None: run.sampler = Sampler.from_run(run)   # the VAE is loaded once per run
+    s = run.cfg.sample
+    prompts = trigger_prompts(s.prompts, run.cfg.job.trigger_word)
+    images = [run.sampler.image(p, s.seed, "turbo", s.steps, s.guidance, s.width, s.height,
+                                sampling_adapters(run) if adapters is None else adapters, s.negative_prompt) for p in prompts]
     if path and images:
         strip = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
         x = 0
