@@ -1,5 +1,5 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
-.PHONY: test export readme
+.PHONY: test export readme browser-test
 test:
 	@echo "== notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
@@ -15,3 +15,8 @@ export:
 	nbdev_export
 readme:
 	python tools/make_readme.py
+
+# The panels in a real browser (Voila + Debian's chromium + Playwright); not part of `make test`, which CI runs
+# without a browser. Set up once: apt-get install chromium && pip install playwright voila ipykernel
+browser-test:
+	python -m pytest browser_tests -q -p no:cacheprovider

@@ -130,7 +130,8 @@ class ConfigPanels:
                 warnings.simplefilter("always"); warns = validate_config(self.cfg)
             self._show([], warns)
         except ConfigError as e: self._show(e.problems, [])
-        if not self.problems: self._estimate()
+        if self.problems: self.estimate.value = ""   # no estimate for an invalid config (a stale one would mislead)
+        else: self._estimate()
         return self.problems
 
     def _estimate(self):
