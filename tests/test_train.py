@@ -57,7 +57,7 @@ def test_export_layout_and_no_adapter_weights(trained):
     for k, v in mine.items():   # exactly the trained adapter (bf16 file), nothing of the training adapter
         torch.testing.assert_close(f[f"diffusion_model.{k}"].float(), v, rtol=1e-2, atol=1e-4)
 
-def test_adapter_removed_equals_base(trained, tiny_folder):
+def test_adapter_removed_equals_base(trained):
     run = trained["run"]
     from zimage_nb.models import load_transformer, tiny_forward, relative_error
     ref = load_transformer(run.model_folder, "nf4", torch.float32, "cpu", progress=False); T.one_4bit_path(ref)
