@@ -106,3 +106,9 @@ def test_default_preset_is_turbo_with_adapter_v2():
            ("Tongyi-MAI/Z-Image-Turbo", "v2", 16, 1e-4, "adamw8bit", 1)
     assert (c.datasets[0].resolutions, c.sample.every, c.sample.steps, c.sample.guidance) == ([512, 768, 1024], 250, 8, 0.0)
     assert 2500 <= c.training.steps <= 3000 and c.training.cache_latents and c.training.cache_text_embeddings
+
+def test_uncached_training_is_refused_with_the_reason():
+    import pytest
+    from zimage_nb.config import ConfigError, preset, validate_config
+    with pytest.raises(ConfigError, match="training.cache_latents: training without caches is not supported yet"):
+        validate_config(preset(datasets__0__path="x", training__cache_latents=False))

@@ -270,6 +270,9 @@ def _cross_checks(cfg:ZConfig)->tuple[list, list]:
         warns.append(f"model.training_adapter is set but variant is '{m.variant}': the adapter is only for Turbo; it will be ignored")
     if m.training_adapter and m.distill_patch:
         problems.append(("model.distill_patch", "training adapter and DistillPatch are two alternative recipes; clear one of them"))
+    for f in ("cache_latents", "cache_text_embeddings"):
+        if not getattr(cfg.training, f):
+            problems.append((f"training.{f}", "training without caches is not supported yet (the VAE and text encoder are unloaded to fit 10-16 GB); set it to true"))
     if cfg.target.type == "lokr" and cfg.quantization.transformer == "nf4":
         problems.append(("target.type", "LoKr cannot wrap 4-bit layers (peft rebuilds the full weight); set quantization.transformer to int8 or bf16, or use type lora"))
     if cfg.training.dop_class_word and not cfg.job.trigger_word:
