@@ -1,10 +1,10 @@
 from zimage_nb.hardware import KNOWN_GPUS, HardwareProfile, apply_suggestions, suggest_settings
 from zimage_nb.config import preset
 
-def test_t4_gets_nf4_fp16_safe_512_768_and_offload():
+def test_t4_gets_nf4_fp16_safe_512_768_and_no_offload():
     c = apply_suggestions(preset(), suggest_settings(KNOWN_GPUS["T4"]))
     assert (c.quantization.transformer, c.quantization.text_encoder, c.quantization.compute) == ("nf4", "nf4", "fp16-safe")
-    assert c.datasets[0].resolutions == [512, 768] and c.advanced.offload == "group" and c.advanced.num_workers == 0
+    assert c.datasets[0].resolutions == [512, 768] and c.advanced.offload == "none" and c.advanced.num_workers == 0   # training does not offload
 
 def test_bf16_is_native_from_ampere():
     assert not KNOWN_GPUS["T4"].bf16 and not KNOWN_GPUS["P100"].bf16

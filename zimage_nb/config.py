@@ -134,7 +134,7 @@ class SampleConfig:
 @dataclass
 class AdvancedConfig:
     "Advanced: memory and speed switches."
-    offload: str = opt("none", "Move weights to CPU RAM between uses: none, model (whole components), group (block by block).", choices=("none", "model", "group"))
+    offload: str = opt("none", "Sampling pipelines only (fit_small_gpu, CUDA): move weights to CPU RAM between uses: none, model (whole components), group (block by block). Training keeps the transformer on the GPU.", choices=("none", "model", "group"))
     vae_tiling: bool = opt(False, "Decode the VAE in tiles (large images on small GPUs).")
     max_sequence_length: int = opt(512, "Text tokens kept per caption (Z-Image uses up to 512).", lo=8, hi=1024)
     num_workers: int = opt(0, "Data loader worker processes (0 on Colab).", lo=0, hi=32)

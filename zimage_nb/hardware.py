@@ -77,7 +77,7 @@ def suggest_settings(hw:HardwareProfile # from `detect_hardware` or `KNOWN_GPUS`
     if not hw.bf16: out.append(S("quantization.compute", "fp16-safe", f"{hw.gpu_name} has no native bf16: fp16 with overflow clamps and loss scaling"))
     vram = hw.vram_gb
     if vram < 20:
-        out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (~10-12 GB for rank 16)"),
+        out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: 3.9 GiB of tensors at 512², 5.8 at 1024²)"),
                 S("quantization.text_encoder", "nf4", "the text encoder is loaded only to cache prompts; 4-bit keeps that step small")]
     elif vram < 40:
         out += [S("quantization.transformer", "int8", f"{vram:.0f} GiB VRAM: 8-bit base weights (16-24 GB)"),
@@ -85,10 +85,8 @@ def suggest_settings(hw:HardwareProfile # from `detect_hardware` or `KNOWN_GPUS`
     else:
         out += [S("quantization.transformer", "bf16", f"{vram:.0f} GiB VRAM: no quantization needed (32-40 GB)"),
                 S("quantization.text_encoder", "bf16", "enough VRAM for the full-precision text encoder")]
-    if vram < 12: out += [S("datasets.0.resolutions", [512], f"{vram:.0f} GiB VRAM: 512 only"),
-                          S("advanced.offload", "group", "offload blocks to CPU RAM to stay under 10-12 GB")]
-    elif vram < 20: out += [S("datasets.0.resolutions", [512, 768], f"{vram:.0f} GiB VRAM: 512-768 buckets"),
-                            S("advanced.offload", "group", "offload blocks to CPU RAM for headroom at 768")]
+    if vram < 12: out += [S("datasets.0.resolutions", [512], f"{vram:.0f} GiB VRAM: 512 only")]
+    elif vram < 20: out += [S("datasets.0.resolutions", [512, 768], f"{vram:.0f} GiB VRAM: 512-768 buckets")]
     if vram < 20: out.append(S("advanced.vae_tiling", True, "decode large samples in tiles"))
     if hw.host_ram_gb < 16: out.append(S("advanced.num_workers", 0, f"{hw.host_ram_gb:.1f} GiB host RAM: no extra loader processes"))
     return out

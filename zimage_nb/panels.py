@@ -145,7 +145,7 @@ class ConfigPanels:
             e = estimate_training(self.cfg, g)
             verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
             rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step: {verdict}</div>")
-        self.estimate.value = "<div style='font-size:90%'><b>estimate</b> (first estimates until calibrated on a GPU)" + "".join(rows) + "</div>"
+        self.estimate.value = "<div style='font-size:90%'><b>estimate</b> (tensor memory measured at real size; CUDA overhead and speed not yet measured on a GPU)" + "".join(rows) + "</div>"
 
     def _show(self, problems:list, warns:list):
         self.problems = problems

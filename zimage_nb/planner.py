@@ -11,8 +11,9 @@ from .config import ZConfig
 from .hardware import HardwareProfile, KNOWN_GPUS
 
 # %% auto #0
-__all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_PER_TOKEN_DIM', 'WORKSPACE', 'TFLOPS', 'transformer_shape',
-           'optimizer_bytes', 'Estimate', 'estimate_training', 'measured_parts']
+__all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'WORKSPACE', 'TFLOPS',
+           'transformer_shape', 'optimizer_bytes', 'Estimate', 'activation_bytes', 'estimate_training',
+           'measured_parts', 'TensorPeak']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -37,15 +38,17 @@ def transformer_shape(config:dict=None # transformer config (default: the real Z
     return out
 
 # %% ../nbs/02b_planner.ipynb
-WEIGHT_BYTES = {"nf4": 0.5 + 4 / 64, "int8": 1.0 + 4 / 4096, "bf16": 2.0}   # per weight: 4-bit codes + an fp32 scale per 64
+WEIGHT_BYTES = {"nf4": 0.5 + 1 / 64 + 4 / 64 / 256, "int8": 1.0 + 4 / 4096, "bf16": 2.0}   # per weight: 4-bit codes + a double-quantized scale per 64
 OPTIM_BYTES = {"adamw8bit": 2.0, "paged_adamw8bit": 2.0, "lion8bit": 1.0, "adamw": 8.0, "adafactor": 0.1}  # state per LoRA weight
 OPTIM_BYTES_SMALL = {"adamw8bit": 8.0, "paged_adamw8bit": 8.0, "lion8bit": 4.0, "adamw": 8.0, "adafactor": 0.1} # tensors under 4096 weights: bitsandbytes keeps fp32 state
 
 def optimizer_bytes(sizes:list[int], optimizer:str)->float:
     "Optimizer state for LoRA tensors of these sizes (8-bit only from 4096 weights up, as bitsandbytes does)."
     return sum(n * (OPTIM_BYTES if n >= 4096 else OPTIM_BYTES_SMALL)[optimizer] for n in sizes)
-ACT_PER_TOKEN_DIM = 20          # a block's working set, in units of tokens x dim values (attention + SwiGLU): first estimate
-WORKSPACE = 0.6 * 2**30         # cuBLAS / allocator workspace: first estimate
+# activations, in units of tokens x dim values, measured at real size (bench/train_memory_cpu.jsonl, fitted below)
+ACT_CKPT = dict(per_layer=1.0, fixed=57.58)      # gradient checkpointing: each main layer's input + one layer's recompute and backward
+ACT_NO_CKPT = dict(per_layer=47.44, fixed=101.0) # without: every layer's saved tensors
+WORKSPACE = 0.6 * 2**30         # CUDA context share, cuBLAS workspace, allocator rounding: not yet measured on a GPU
 TFLOPS = {"T4": 25, "P100": 9, "L4": 45, "3060": 25, "3080": 45, "4060 Ti": 35, "A100": 120}   # sustained dense fp16/bf16: first estimate
 
 @dataclass
@@ -58,10 +61,19 @@ class Estimate:
         gib = lambda b: f"{b / 2**30:.2f} GiB"
         head = f"{self.gpu.gpu_name or self.gpu.device}: peak VRAM {gib(self.vram)} of {self.gpu.vram_gb:.1f} GiB, host RAM {gib(self.host_ram)}, ~{self.seconds_per_step:.1f} s/step"
         verdict = "fits" if self.fits else "does not fit: " + "; ".join(self.advice)
-        note = "" if self.calibrated else " (activations, workspace and speed not yet calibrated on a GPU)"
+        note = "" if self.calibrated else " (tensor memory measured at real size; CUDA workspace and speed not yet measured on a GPU)"
         return "\n".join([f"{head}: {verdict}{note}"] + [f"  {k}: {gib(v)}" for k, v in self.parts.items()])
 
 def _tokens(res:int, caption:int=128)->int: return (res // 16) ** 2 + caption
+
+def activation_bytes(layers:int, # main transformer layers (30)
+                     tokens:int, # image + caption tokens of the batch
+                     dim:int,    # model width (3840)
+                     act_b:int,  # bytes per activation value (2: bf16 / fp16)
+                     checkpointing:bool=True)->float:
+    "Peak bytes of the tensors one training step creates (measured model: linear in layers and tokens)."
+    k = ACT_CKPT if checkpointing else ACT_NO_CKPT
+    return (k["per_layer"] * layers + k["fixed"]) * tokens * dim * act_b
 
 def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
                       transformer_config:dict=None)->Estimate:      # default: the real Z-Image (the tiny preset: its own)
@@ -77,12 +89,11 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
     sizes = [cfg.target.rank * x for i, o in s["targets"][cfg.target.modules] for x in (i, o)]
     lora = sum(sizes)
     parts = {"transformer weights": s["quantized"] * WEIGHT_BYTES[q.transformer] + s["other"] * act_b,
-             "LoRA weights + grads (fp32)": lora * 8.0, "optimizer state": optimizer_bytes(sizes, t.optimizer),
-             "activations": (s["blocks"] * T * D * act_b + ACT_PER_TOKEN_DIM * T * D * act_b) if t.gradient_checkpointing else s["blocks"] * ACT_PER_TOKEN_DIM * T * D * act_b,
+             "LoRA weights (fp32)": lora * 4.0, "optimizer state": optimizer_bytes(sizes, t.optimizer),
+             "activations": max(activation_bytes(s["main_layers"], T, D, act_b, t.gradient_checkpointing), lora * 4.0),  # gradients come after the peak
              "workspace": WORKSPACE}
-    if cfg.advanced.offload == "group": parts["transformer weights"] = 2 * parts["transformer weights"] / s["blocks"] + s["other"] * act_b
     vram = sum(parts.values())
-    host = 1.5 * 2**30 + s["quantized"] * WEIGHT_BYTES[q.transformer] + s["other"] * act_b + (s["quantized"] * WEIGHT_BYTES[q.transformer] if cfg.advanced.offload != "none" else 0)
+    host = 1.5 * 2**30 + s["quantized"] * WEIGHT_BYTES[q.transformer] + s["other"] * act_b   # training does not offload (advanced.offload is for sampling)
     flops = 2 * (s["total"] + lora) * T * (4 if t.gradient_checkpointing else 3) * t.grad_accum
     tf = next((v for k, v in TFLOPS.items() if k in gpu.gpu_name), 20) * (0.75 if q.transformer != "bf16" else 1.0)
     advice = []
@@ -92,22 +103,46 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
         if q.transformer != "nf4": advice.append("set quantization.transformer to nf4")
         if res > 512: advice.append(f"drop the {res} resolution (datasets.resolutions)")
         if t.batch_size > 1: advice.append("use training.batch_size 1 with grad_accum instead")
-        if cfg.advanced.offload != "group": advice.append("set advanced.offload to group")
         if cfg.target.rank > 16: advice.append("lower target.rank to 16")
-    if host > 0.9 * gpu.host_ram_gb * 2**30: advice.append(f"host RAM is short ({gpu.host_ram_gb:.1f} GiB): keep advanced.offload off")
+    if host > 0.9 * gpu.host_ram_gb * 2**30:
+        advice.append(f"host RAM is short ({gpu.host_ram_gb:.1f} GiB for ~{host / 2**30:.1f} GiB while loading): " + ("set quantization.transformer to nf4" if q.transformer != "nf4" else "free host RAM (other notebooks, processes)"))
     fits = gpu.device == "cuda" and not advice
     return Estimate(parts, vram, host, flops / (tf * 1e12), gpu, fits, advice)
 
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer)->dict:
-    "Bytes of weights (incl. 4-bit scales), LoRA weights + grads, optimizer state of a live training setup."
+    "Bytes of the tensors a training step starts with: weights (incl. 4-bit scales), LoRA weights, optimizer state."
     import bitsandbytes as bnb
     w = 0
     for n, p in transformer.named_parameters():
         if p in set(params): continue
         w += p.numel() * p.element_size()
         qs = getattr(p, "quant_state", None)
-        if qs is not None: w += qs.absmax.numel() * qs.absmax.element_size()
-    lora = sum(p.numel() * p.element_size() * 2 for p in params)
+        for st in (qs, getattr(qs, "state2", None)) if qs is not None else ():
+            if st is not None: w += st.absmax.numel() * st.absmax.element_size()
+    lora = sum(p.numel() * p.element_size() for p in params)
     opt = sum(v.numel() * v.element_size() for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v))
-    return {"transformer weights": w, "LoRA weights + grads (fp32)": lora, "optimizer state": opt}
+    return {"transformer weights": w, "LoRA weights (fp32)": lora, "optimizer state": opt}
+
+# %% ../nbs/02b_planner.ipynb
+from torch.utils._python_dispatch import TorchDispatchMode
+
+class TensorPeak(TorchDispatchMode):
+    "Context manager: `current` and `peak` bytes of tensor storages created inside it and still alive (any device)."
+    def __init__(self):
+        super().__init__(); self.current = self.peak = 0; self._live = set()
+
+    def _freed(self, key, n): self.current -= n; self._live.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+        from torch.utils._pytree import tree_flatten
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor): continue
+            st = t.untyped_storage(); key = id(st)
+            if key in self._live or (st.nbytes() and st.data_ptr() in inputs): continue   # a view / in-place result, or seen
+            n = st.nbytes(); self._live.add(key); self.current += n; self.peak = max(self.peak, self.current)
+            weakref.finalize(st, self._freed, key, n)
+        return out
