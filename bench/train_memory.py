@@ -77,7 +77,7 @@ def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, ca
             times.append(time.perf_counter() - t0)
     est = estimate_training(cfg, "A100", transformer_config=tcfg)
     row = dict(quant=quant, res=res, batch=batch, layers=tr.config.n_layers, ckpt=ckpt, offload=offload, persistent=persistent, step_peak=tp.peak,
-               tensors=persistent + tp.peak, s_per_it=statistics.median(times), est=est.vram - est.parts["workspace"], est_parts=est.parts)
+               tensors=persistent + tp.peak, s_per_it=statistics.median(times), est=est.vram - est.parts["workspace"])
     if cuda: row.update(alloc=torch.cuda.max_memory_allocated(), reserved=torch.cuda.max_memory_reserved())
     del run, tr
     return row
@@ -112,7 +112,7 @@ def main():
     a = ap.parse_args()
     def keep(row):
         if a.json:
-            with open(a.json, "a") as f: f.write(json.dumps({k: v for k, v in row.items() if k != "est_parts"} | dict(device=name)) + "\n")
+            with open(a.json, "a") as f: f.write(json.dumps(row | dict(device=name)) + "\n")
         return row
     device = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
