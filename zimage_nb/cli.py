@@ -105,6 +105,7 @@ def _sample(a):
     import torch
     from zimage_nb.models import load_pipeline, compute_dtype, default_device
     from zimage_nb.sample import Sampler, render_grid, combine, prompt_rows, setting_columns, weight_sweep
+    from zimage_nb.train import trigger_prompts
     cfg = load_config(a.config)
     dev = default_device()
     pipe = load_pipeline(cfg.model.name_or_path, cfg.quantization.transformer, cfg.quantization.text_encoder, compute_dtype(cfg.quantization.compute, dev), dev,
@@ -114,7 +115,7 @@ def _sample(a):
     if a.lora:
         s.add_lora(a.lora, "lora", "--lora")
         cols = combine(cols, weight_sweep("lora", a.weights))
-    prompts = [p.replace("[trigger]", cfg.job.trigger_word) for p in (a.prompt or cfg.sample.prompts)]
+    prompts = trigger_prompts(a.prompt or cfg.sample.prompts, cfg.job.trigger_word)
     g = render_grid(s, prompt_rows(prompts, cfg.sample.seed), cols, dict(width=cfg.sample.width, height=cfg.sample.height), Path(a.lora).name if a.lora else "", a.out)
     print(f"grid {len(g.row_labels)} x {len(g.col_labels)}: {Path(a.out).with_suffix('.png')} and .json")
 

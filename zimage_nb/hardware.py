@@ -80,10 +80,10 @@ def suggest_settings(hw:HardwareProfile # from `detect_hardware` or `KNOWN_GPUS`
         out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: 3.9 GiB of tensors at 512², 5.8 at 1024²)"),
                 S("quantization.text_encoder", "nf4", "the text encoder is loaded only to cache prompts; 4-bit keeps that step small")]
     elif vram < 40:
-        out += [S("quantization.transformer", "int8", f"{vram:.0f} GiB VRAM: 8-bit base weights (16-24 GB)"),
+        out += [S("quantization.transformer", "int8", f"{vram:.0f} GiB VRAM: 8-bit base weights"),
                 S("quantization.text_encoder", "int8", "8-bit text encoder while caching prompts")]
     else:
-        out += [S("quantization.transformer", "bf16", f"{vram:.0f} GiB VRAM: no quantization needed (32-40 GB)"),
+        out += [S("quantization.transformer", "bf16", f"{vram:.0f} GiB VRAM: no quantization needed (rank 16: 12.4 GiB of tensors at 512², 14.3 at 1024²)"),
                 S("quantization.text_encoder", "bf16", "enough VRAM for the full-precision text encoder")]
     if vram < 12: out += [S("datasets.0.resolutions", [512], f"{vram:.0f} GiB VRAM: 512 only")]
     elif vram < 20: out += [S("datasets.0.resolutions", [512, 768], f"{vram:.0f} GiB VRAM: 512-768 buckets")]

@@ -55,13 +55,13 @@ TFLOPS = {"T4": 25, "P100": 9, "L4": 45, "3060": 25, "3080": 45, "4060 Ti": 35, 
 class Estimate:
     "Peak memory and speed estimate for one config on one GPU."
     parts: dict; vram: float; host_ram: float; seconds_per_step: float; gpu: HardwareProfile; fits: bool
-    advice: list = field(default_factory=list); calibrated: bool = False
+    advice: list = field(default_factory=list)
 
     def __str__(self):
         gib = lambda b: f"{b / 2**30:.2f} GiB"
         head = f"{self.gpu.gpu_name or self.gpu.device}: peak VRAM {gib(self.vram)} of {self.gpu.vram_gb:.1f} GiB, host RAM {gib(self.host_ram)}, ~{self.seconds_per_step:.1f} s/step"
         verdict = "fits" if self.fits else "does not fit: " + "; ".join(self.advice)
-        note = "" if self.calibrated else " (tensor memory measured at real size; CUDA workspace and speed not yet measured on a GPU)"
+        note = " (tensor memory measured at real size; CUDA workspace and speed not yet measured on a GPU)"
         return "\n".join([f"{head}: {verdict}{note}"] + [f"  {k}: {gib(v)}" for k, v in self.parts.items()])
 
 def _tokens(res:int, caption:int=128)->int: return (res // 16) ** 2 + caption
@@ -112,13 +112,12 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer)->dict:
     "Bytes of the tensors a training step starts with: weights (incl. 4-bit scales), LoRA weights, optimizer state."
-    import bitsandbytes as bnb
-    w = 0
-    for n, p in transformer.named_parameters():
-        if p in set(params): continue
+    trained, w = {id(p) for p in params}, 0
+    for p in transformer.parameters():
+        if id(p) in trained: continue
         w += p.numel() * p.element_size()
-        qs = getattr(p, "quant_state", None)
-        for st in (qs, getattr(qs, "state2", None)) if qs is not None else ():
+        qs = getattr(p, "quant_state", None)                     # 4-bit scales, and their own scales (double quantization)
+        for st in (qs, getattr(qs, "state2", None)):
             if st is not None: w += st.absmax.numel() * st.absmax.element_size()
     lora = sum(p.numel() * p.element_size() for p in params)
     opt = sum(v.numel() * v.element_size() for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v))

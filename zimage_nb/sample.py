@@ -47,10 +47,11 @@ class Sampler:
     def __init__(self, pipe,                        # a ZImagePipeline (its text encoder may be None)
                  model_folder:str|Path=None,        # where to load the text encoder from for new prompts
                  embeds:dict=None,                  # {prompt: embedding} already computed (training caches)
-                 text_encoder_quant:str="nf4", max_sequence_length:int=512):
+                 text_encoder_quant:str="nf4", max_sequence_length:int=512,
+                 dtype:torch.dtype=None):           # of the embeddings fed to the transformer (default: the VAE's)
         self.pipe, self.tr, self.folder = pipe, pipe.transformer, Path(model_folder) if model_folder else None
         self.embeds, self.te_quant, self.max_len = dict(embeds or {}), text_encoder_quant, max_sequence_length
-        self.loras, self.encoder_loads = {}, 0
+        self.loras, self.encoder_loads, self.dtype = {}, 0, dtype or pipe.vae.dtype
         pipe.set_progress_bar_config(disable=True)
         if _float_dtype(self.tr) == torch.float16 and not getattr(self.tr, "_fp16_safe", False):   # T4 / P100 / V100
             from zimage_nb.train import fp16_safe
@@ -67,10 +68,8 @@ class Sampler:
         vae = AutoencoderKL.from_pretrained(run.model_folder / "vae", torch_dtype=vdt).to(run.device).eval().requires_grad_(False)
         pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(run.model_folder / "scheduler"), vae=vae,
                               text_encoder=None, tokenizer=None, transformer=run.transformer)
-        s = cls(pipe, run.model_folder, {p: run.texts[k] for p, k in (run.text_index or {}).items()},
-                run.cfg.quantization.text_encoder, run.cfg.advanced.max_sequence_length)
-        s.dtype = run.dtype
-        return s
+        return cls(pipe, run.model_folder, {p: run.texts[k] for p, k in (run.text_index or {}).items()},
+                   run.cfg.quantization.text_encoder, run.cfg.advanced.max_sequence_length, run.dtype)
 
     def add_lora(self, path:str|Path, name:str, field:str="lora")->str:
         "Load a LoRA file (any layout diffusers reads) as adapter `name`; it starts switched off."
@@ -92,7 +91,7 @@ def _encode(self:Sampler, prompts:list[str])->list[torch.Tensor]:
             if self.folder is None: raise ZImageError(f"no embedding for prompt {new[0]!r} and no text encoder", "create the Sampler with model_folder=..., or use prompts that were cached")
             from transformers import AutoTokenizer
             from zimage_nb.models import load_text_encoder
-            te = load_text_encoder(self.folder, self.te_quant, getattr(self, "dtype", None) or self.pipe.vae.dtype, str(self.device), progress=False)
+            te = load_text_encoder(self.folder, self.te_quant, self.dtype, str(self.device), progress=False)
             embs = encode_prompts(AutoTokenizer.from_pretrained(self.folder / "tokenizer"), te, new, self.max_len)
             del te; gc.collect(); release_freed_memory(); self.encoder_loads += 1
             if torch.cuda.is_available(): torch.cuda.empty_cache()
@@ -105,7 +104,7 @@ def _image(self:Sampler, prompt:str, seed:int=42, setting:str="turbo", steps:int
            width:int=1024, height:int=1024, adapters:dict=None, negative_prompt:str="")->Image.Image:
     "One image; `adapters` ({name: weight}, {} = base model) are in effect only for it."
     st, (w, h) = sampling(setting, steps, guidance), snap_size(width, height)
-    dt = getattr(self, "dtype", None) or self.pipe.vae.dtype
+    dt = self.dtype
     emb, neg = self.encode([prompt, negative_prompt])
     before = use_adapters(self.tr, adapters) if adapters is not None else None
     was = self.tr.training; self.tr.eval()
