@@ -19,8 +19,8 @@ SCALES = {  # transformer configs; "real" = diffusers defaults = Tongyi-MAI/Z-Im
     "real": {},
 }
 
-def write_checkpoint(folder: Path, scale: str) -> Path:
-    "A random bf16 single-file checkpoint plus transformer/config.json, written one tensor at a time."
+def write_checkpoint(folder: Path, scale: str, layout: str = "original") -> Path:
+    "A random bf16 checkpoint plus transformer/config.json, written one tensor at a time: a single file in the original layout, or transformer/diffusion_pytorch_model.safetensors (diffusers)."
     import torch
     from accelerate import init_empty_weights
     from diffusers import ZImageTransformer2DModel
@@ -29,12 +29,13 @@ def write_checkpoint(folder: Path, scale: str) -> Path:
     with init_empty_weights(): model = ZImageTransformer2DModel(**cfg)
     (folder / "transformer").mkdir(parents=True, exist_ok=True)
     (folder / "transformer" / "config.json").write_text(json.dumps(dict(model.config)))
-    shapes = {k: tuple(v.shape) for k, v in to_original_layout(model.state_dict()).items()}
+    sd = model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in (to_original_layout(sd) if layout == "original" else sd).items()}
     header, off = {}, 0
     for k, s in shapes.items():
         n = 2 * int(torch.Size(s).numel()); header[k] = {"dtype": "BF16", "shape": list(s), "data_offsets": [off, off + n]}; off += n
     raw = json.dumps(header).encode(); raw += b" " * (-len(raw) % 8)
-    path = folder / f"z_image_{scale}_bf16.safetensors"
+    path = folder / f"z_image_{scale}_bf16.safetensors" if layout == "original" else folder / "transformer" / "diffusion_pytorch_model.safetensors"
     g = torch.Generator().manual_seed(0)
     with open(path, "wb") as f:
         f.write(len(raw).to_bytes(8, "little")); f.write(raw)

@@ -55,7 +55,8 @@ def test_bad_arguments_exit_2_with_usage(tmp_path):
     assert run("init", str(tmp_path / "a.yaml"), "--preset", "nope").returncode == 2
 
 def test_hardware_prints_the_profile_and_its_suggestions():
-    from zimage_nb.hardware import detect_hardware, suggest_settings
+    from zimage_nb.hardware import detect_hardware
+    from zimage_nb.planner import suggest_settings
     r = run("hardware")
     hw = detect_hardware()
     assert r.returncode == 0 and r.stdout.splitlines()[0] == str(hw)

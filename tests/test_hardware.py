@@ -1,10 +1,28 @@
-from zimage_nb.hardware import KNOWN_GPUS, HardwareProfile, apply_suggestions, suggest_settings
+from zimage_nb.hardware import KNOWN_GPUS, HardwareProfile, pcie_rate
+from zimage_nb.planner import Suggestion, apply_suggestions, suggest_settings, estimate_training
 from zimage_nb.config import preset
 
 def test_t4_gets_nf4_fp16_safe_512_768_and_no_offload():
     c = apply_suggestions(preset(), suggest_settings(KNOWN_GPUS["T4"]))
     assert (c.quantization.transformer, c.quantization.text_encoder, c.quantization.compute) == ("nf4", "nf4", "fp16-safe")
-    assert c.datasets[0].resolutions == [512, 768] and c.advanced.offload == "none" and c.advanced.num_workers == 0   # training does not offload
+    assert c.datasets[0].resolutions == [512, 768] and c.advanced.offload == "none" and c.advanced.num_workers == 0
+    assert not c.advanced.train_offload                      # it fits without: no copies to pay for
+
+def test_offload_is_suggested_where_only_it_fits():
+    s = suggest_settings(KNOWN_GPUS["3050L-4G"])
+    c = apply_suggestions(preset(), s)
+    assert c.advanced.train_offload and c.datasets[0].resolutions == [512]
+    why = s[-1].why
+    assert "GiB estimated without it" in why and "pinned in host RAM" in why and "s of copies per step" in why
+    without = apply_suggestions(c, [Suggestion("advanced.train_offload", False, "")])
+    assert not estimate_training(without, "3050L-4G").fits and estimate_training(c, "3050L-4G").fits
+    big_rank = preset(target__rank=128)                      # what a 6 GB card cannot hold without offload
+    assert "advanced.train_offload" in [x.path for x in suggest_settings(KNOWN_GPUS["2060-6G"], big_rank)]
+    assert "advanced.train_offload" not in [x.path for x in suggest_settings(KNOWN_GPUS["2060-6G"])]
+
+def test_pcie_rates_of_known_cards():
+    assert pcie_rate(3, 16) == 12.6 and pcie_rate(4, 8) == pcie_rate(3, 16) and pcie_rate(4, 16) == 25.2
+    assert KNOWN_GPUS["T4"].pcie_gbps == 12.6 and KNOWN_GPUS["3070-8G"].pcie_gbps == 25.2 and KNOWN_GPUS["4060-8G"].pcie_gbps == 12.6
 
 def test_bf16_is_native_from_ampere():
     assert not KNOWN_GPUS["T4"].bf16 and not KNOWN_GPUS["P100"].bf16

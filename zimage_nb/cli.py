@@ -10,7 +10,7 @@ from .core import ZImageError
 from .config import PRESETS, preset, save_config, load_config, validate_config
 
 # %% auto #0
-__all__ = ['run_demo', 'build_parser', 'main']
+__all__ = ['run_demo', 'apply_sets', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb
 def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo writes
@@ -63,14 +63,40 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     return paths
 
 # %% ../nbs/10_cli.ipynb
+def apply_sets(cfg, sets:list)->object:  # "path=value" strings, the value read as YAML ("true", "1e-4", "[512, 768]")
+    "Set config fields from `--set path=value` arguments; returns `cfg`."
+    import yaml
+    from zimage_nb.config import set_path
+    for s in sets or []:
+        path, eq, raw = s.partition("=")
+        if not eq: raise ZImageError(f"--set {s!r} is not path=value", "write it as e.g. --set advanced.train_offload=true")
+        try: value = yaml.safe_load(raw)
+        except yaml.YAMLError: value = raw
+        set_path(cfg, path.strip(), value)
+    return cfg
+
+def _config(a):
+    "The command's config: its YAML file with the --set changes, validated."
+    cfg = apply_sets(load_config(a.config), getattr(a, "set", None))
+    validate_config(cfg)
+    return cfg
+
 def _hardware(a):
-    from zimage_nb.hardware import detect_hardware, suggest_settings
+    from zimage_nb.hardware import detect_hardware
+    from zimage_nb.planner import suggest_settings
     hw = detect_hardware(); print(hw)
     for s in suggest_settings(hw): print(f"  {s.path} = {s.value!r}  # {s.why}")
 
 def _init(a):
-    cfg = preset(a.preset); p = save_config(cfg, a.config)
-    print(f"wrote {p} (preset {a.preset}); edit it, then: zimage-nb validate {p}")
+    from zimage_nb.hardware import KNOWN_GPUS
+    from zimage_nb.planner import apply_suggestions, suggest_settings
+    cfg = preset(a.preset)
+    if a.gpu:
+        if a.gpu not in KNOWN_GPUS: raise ZImageError(f"--gpu {a.gpu} is not a known GPU", f"use one of {', '.join(KNOWN_GPUS)}")
+        cfg = apply_suggestions(cfg, suggest_settings(KNOWN_GPUS[a.gpu], cfg))
+    apply_sets(cfg, a.set); validate_config(cfg)
+    p = save_config(cfg, a.config)
+    print(f"wrote {p} (preset {a.preset}{', fitted to ' + a.gpu if a.gpu else ''}); edit it, then: zimage-nb validate {p}")
 
 def _validate(a):
     import warnings
@@ -84,14 +110,14 @@ def _demo(a): run_demo(a.out, a.seed, a.steps)
 
 def _train(a):
     from zimage_nb.train import launch_training
-    cfg = load_config(a.config)
+    cfg = _config(a)
     r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
     print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))
 
 def _estimate(a):
     from zimage_nb.hardware import KNOWN_GPUS
     from zimage_nb.planner import estimate_training
-    cfg = load_config(a.config)
+    cfg = _config(a)
     for g in (a.gpu or [None]):
         if g and g not in KNOWN_GPUS: raise ZImageError(f"--gpu {g} is not a known GPU", f"use one of {', '.join(KNOWN_GPUS)}")
         print(estimate_training(cfg, g))
@@ -133,10 +159,12 @@ def build_parser()->argparse.ArgumentParser:
     t.add_argument("--until", type=int, default=None, help="stop after this step (a checkpoint is saved)")
     t.add_argument("--fresh", action="store_true", help="ignore existing checkpoints of this job")
     t.add_argument("--processes", type=int, default=None, help="processes/GPUs (default: advanced.num_processes)")
+    t.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field for this run, e.g. --set advanced.train_offload=true (repeat)")
     t.set_defaults(fn=_train)
     e = sub.add_parser("estimate", help="estimate peak VRAM, host RAM and time per step for a config")
     e.add_argument("config", help="the .yaml file")
     e.add_argument("--gpu", action="append", help="a known GPU (T4, L4, A100, ...; repeat for several); default: this machine's")
+    e.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field first, e.g. --set advanced.train_offload=true (repeat)")
     e.set_defaults(fn=_estimate)
     r = sub.add_parser("prepare", help="check and prepare the config's datasets; print the report")
     r.add_argument("config", help="the .yaml file")
@@ -153,6 +181,8 @@ def build_parser()->argparse.ArgumentParser:
     i = sub.add_parser("init", help="write a preset as an editable YAML config")
     i.add_argument("config", help="the .yaml file to write")
     i.add_argument("--preset", default="turbo-adapter-v2", choices=list(PRESETS), help="starting point")
+    i.add_argument("--gpu", help="apply the suggested settings for a known GPU (T4, 2060-6G, 3050L-4G, ...)")
+    i.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field, e.g. --set job.trigger_word=zxq (repeat)")
     i.set_defaults(fn=_init)
     v = sub.add_parser("validate", help="check a YAML config and list every problem")
     v.add_argument("config", help="the .yaml file to check")

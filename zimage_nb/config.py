@@ -134,7 +134,10 @@ class SampleConfig:
 @dataclass
 class AdvancedConfig:
     "Advanced: memory and speed switches."
-    offload: str = opt("none", "Sampling pipelines only (fit_small_gpu, CUDA): move weights to CPU RAM between uses: none, model (whole components), group (block by block). Training keeps the transformer on the GPU.", choices=("none", "model", "group"))
+    offload: str = opt("none", "Sampling pipelines only (fit_small_gpu, CUDA): move weights to CPU RAM between uses: none, model (whole components), group (block by block). Training has its own: train_offload.", choices=("none", "model", "group"))
+    train_offload: bool = opt(False, "Training: keep the transformer's blocks in pinned CPU RAM and copy each to the GPU when it runs (6-8 GB cards); needs gradient checkpointing; costs PCIe copies every step (see the estimate).")
+    offload_resident: int = opt(2, "Training offload: blocks kept on the GPU at once, plus one being copied in (1 = least VRAM; 34 = the whole model, no copies after the first step).", lo=1, hi=64)
+    offload_prefetch: bool = opt(True, "Training offload: copy the next block on a side CUDA stream while the current one computes (off: copy when needed, slower).")
     vae_tiling: bool = opt(False, "Decode the VAE in tiles (large images on small GPUs).")
     max_sequence_length: int = opt(512, "Text tokens kept per caption (Z-Image uses up to 512).", lo=8, hi=1024)
     num_workers: int = opt(0, "Data loader worker processes (0 on Colab).", lo=0, hi=32)
@@ -277,6 +280,8 @@ def _cross_checks(cfg:ZConfig)->tuple[list, list]:
         problems.append(("target.type", "LoKr cannot wrap 4-bit layers (peft rebuilds the full weight); set quantization.transformer to int8 or bf16, or use type lora"))
     if cfg.training.dop_class_word and not cfg.job.trigger_word:
         problems.append(("training.dop_class_word", "differential output preservation replaces the trigger word, but job.trigger_word is empty; set it or clear dop_class_word"))
+    if cfg.advanced.train_offload and not cfg.training.gradient_checkpointing:
+        problems.append(("advanced.train_offload", "training offload needs training.gradient_checkpointing (without it autograd keeps every block's weights on the GPU until the backward pass, so nothing is saved); turn checkpointing on or offload off"))
     if cfg.training.cache_text_embeddings and cfg.advanced.max_sequence_length < 64:
         warns.append(f"advanced.max_sequence_length = {cfg.advanced.max_sequence_length}: longer captions are cut")
     return problems, warns

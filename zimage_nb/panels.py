@@ -114,9 +114,10 @@ class ConfigPanels:
 
     def apply_hardware(self):
         "Apply the hardware suggestions (detected GPU unless one was given)."
-        from zimage_nb.hardware import detect_hardware, suggest_settings
+        from zimage_nb.hardware import detect_hardware
+        from zimage_nb.planner import suggest_settings
         hw = self.hardware or detect_hardware()
-        for s in suggest_settings(hw): set_path(self.cfg, s.path, s.value)
+        for s in suggest_settings(hw, self.cfg): set_path(self.cfg, s.path, s.value)
         self.refresh()
         self.messages.value += f"<div>applied the suggestions for {html.escape(str(hw))}</div>"
 
@@ -137,15 +138,16 @@ class ConfigPanels:
     def _estimate(self):
         "The planner's verdict for this config on this GPU (or on T4, L4 and A100 when there is none)."
         from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
-        from zimage_nb.planner import estimate_training
+        from zimage_nb.planner import estimate_training, calibration_note
         if self.hardware is None: self.hardware = detect_hardware()
         gpus = [self.hardware] if self.hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
         rows = []
         for g in gpus:
             e = estimate_training(self.cfg, g)
             verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
-            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step: {verdict}</div>")
-        self.estimate.value = "<div style='font-size:90%'><b>estimate</b> (tensor memory measured at real size; CUDA overhead and speed not yet measured on a GPU)" + "".join(rows) + "</div>"
+            off = f", blocks streamed from host RAM ({e.offload['pinned'] / 2**30:.1f} GiB pinned, ~{e.offload['copy_s']:.1f} s of copies per step)" if e.offload else ""
+            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step{off}: {verdict}</div>")
+        self.estimate.value = f"<div style='font-size:90%'><b>estimate</b> ({html.escape(calibration_note())})" + "".join(rows) + "</div>"
 
     def _show(self, problems:list, warns:list):
         self.problems = problems

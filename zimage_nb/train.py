@@ -16,15 +16,16 @@ from .core import ZImageError, atomic_path, atomic_write_text
 from .config import ZConfig, config_to_dict, config_from_dict, save_config, validate_config
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
+from .offload import BlockOffload
 
 # %% auto #0
 __all__ = ['FP16_MAX', 'MAX_NAN_STEPS', 'write_demo_dataset', 'shift_sigmas', 'auto_shift', 'sample_sigmas', 'sigma_weights',
            'predict', 'flow_loss', 'guided_target', 'fp16_safe', 'Item', 'training_items', 'epoch_batches', 'BatchPlan',
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts', 'recipe',
-           'prepare_run_data', 'prepare_run_model', 'one_4bit_path', 'training_adapters', 'sampling_adapters',
-           'micro_loss', 'train_step', 'data_manifest', 'save_checkpoint', 'list_checkpoints', 'checkpoint_ok',
-           'lora_header', 'load_checkpoint', 'resume_latest', 'render_samples', 'peak_memory', 'ranks_in_sync',
-           'setup_run', 'train', 'eval_loss', 'launch_training']
+           'prepare_run_data', 'prepare_run_model', 'attach_training', 'one_4bit_path', 'training_adapters',
+           'sampling_adapters', 'micro_loss', 'train_step', 'data_manifest', 'save_checkpoint', 'list_checkpoints',
+           'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest', 'render_samples', 'peak_memory',
+           'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
 
 # %% ../nbs/08_train.ipynb
 def write_demo_dataset(folder:str|Path, # where the images and captions go
@@ -192,6 +193,7 @@ class Run:
     sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
     training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None; sampler: object = None
+    offload: object = None   # a BlockOffload when advanced.train_offload is on
 
 def dist_info()->tuple[int, int]:
     "(rank, world size) of this process."
@@ -254,10 +256,14 @@ def prepare_run_data(run:Run, progress:bool=True):
 
 # %% ../nbs/08_train.ipynb
 def prepare_run_model(run:Run, progress:bool=True):
-    "Load the quantized transformer, attach frozen adapters and the trained LoRA, build the optimizer."
+    "Load the quantized transformer, then `attach_training`."
     from zimage_nb.models import load_transformer
-    cfg, t = run.cfg, run.cfg.training
-    tr = load_transformer(run.model_folder, cfg.quantization.transformer, run.dtype, run.device, cfg.model.transformer_file or None, progress)
+    cfg = run.cfg
+    attach_training(run, load_transformer(run.model_folder, cfg.quantization.transformer, run.dtype, _load_device(cfg, run.device), cfg.model.transformer_file or None, progress))
+
+def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transformer`, or random weights in the benchmarks)
+    "Frozen adapters, the trained LoRA, checkpointing, fp16 clamps, offload, optimizer, scheduler and loss scaler."
+    cfg, t, a = run.cfg, run.cfg.training, run.cfg.advanced
     one_4bit_path(tr)
     if cfg.model.training_adapter and cfg.model.variant == "turbo":
         add_frozen_lora(tr, lora_file(cfg.model.training_adapter)); run.training_adapter = True
@@ -271,9 +277,14 @@ def prepare_run_model(run:Run, progress:bool=True):
     run.fp16_hooks = fp16_safe(tr) if run.dtype == torch.float16 else []
     tr._fp16_safe = bool(run.fp16_hooks)
     run.transformer = tr
+    if a.train_offload: run.offload = BlockOffload(tr, run.device, a.offload_resident, a.offload_prefetch, keep=run.params)
     run.optimizer = make_optimizer(run.params, t)
     run.scheduler = make_scheduler(run.optimizer, t)
     run.scaler = torch.amp.GradScaler(run.device.split(":")[0]) if run.dtype == torch.float16 else None
+
+def _load_device(cfg:ZConfig, device:str)->str:
+    "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
+    return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
 
 def one_4bit_path(model)->int:
     "Keep bitsandbytes' CPU 4-bit layers on one kernel: its inference path repacks weights and changes the numbers mid-run."
