@@ -88,3 +88,14 @@ def test_sample_command_renders_a_grid(tmp_path):
     assert meta["columns"] == ["turbo: 8 steps, CFG 0 | lora × 0", "turbo: 8 steps, CFG 0 | lora × 1"] and meta["rows"][1] == "a blue ball · seed 42"
     r = run("sample", str(f), "--lora", str(tmp_path / "missing.safetensors"))
     assert r.returncode == 2 and "--lora: file" in r.stderr and "does not exist" in r.stderr
+
+def test_validate_and_train_check_the_dataset_path_before_any_download(tmp_path):
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f)).returncode == 0
+    r = run("validate", str(f))
+    assert r.returncode == 2 and "datasets[0].path: is empty" in r.stderr
+    r = run("train", str(f), "--set", f"datasets.0.path={tmp_path / 'missing'}", "--set", "model.name_or_path=Some-Org/Not-Downloaded")
+    assert r.returncode == 2 and "missing does not exist" in r.stderr and "Hub" not in r.stderr and "Traceback" not in r.stderr
+    f.write_bytes("job:\n  name: x\n".encode("utf-16") + b"\x00\x00\x07\x00")
+    r = run("validate", str(f))
+    assert r.returncode == 2 and "is not a text file" in r.stderr and "Traceback" not in r.stderr

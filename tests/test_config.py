@@ -16,7 +16,7 @@ def _set(cfg, r, v): set_path(cfg, r["path"].replace("datasets.", "datasets.0.")
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_presets_validate_and_round_trip(name, tmp_path):
     cfg = preset(name)
-    with warnings.catch_warnings(): warnings.simplefilter("ignore"); validate_config(cfg)
+    with warnings.catch_warnings(): warnings.simplefilter("ignore"); validate_config(cfg, ready=False)
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
 
@@ -52,7 +52,7 @@ def test_sizes_must_be_multiples_of_32_and_the_fix_is_named():
     assert "Fix:" in msg
 
 def test_all_problems_are_listed_at_once():
-    cfg = preset("de-turbo", target__rank=0, training__lr=0.0, job__name="my lora")
+    cfg = preset("de-turbo", target__rank=0, training__lr=0.0, job__name="my lora", datasets__0__path="photos")
     probs, msg = problems(cfg)
     assert {"target.rank", "training.lr", "job.name"} <= set(probs)
     assert msg.startswith("3 invalid settings")
@@ -74,12 +74,12 @@ def test_cross_field_rules():
 
 def test_turbo_guidance_is_a_warning_not_an_error():
     with pytest.warns(UserWarning, match=r"sample.guidance = 2.5 on Turbo"):
-        ws = validate_config(preset(sample__guidance=2.5))
+        ws = validate_config(preset(sample__guidance=2.5), ready=False)
     assert len(ws) == 1
 
 def test_plain_lora_on_turbo_warns_about_drift():
     with pytest.warns(UserWarning, match="drifts"):
-        validate_config(preset(model__training_adapter=""))
+        validate_config(preset(model__training_adapter=""), ready=False)
 
 def test_unknown_preset_and_field():
     with pytest.raises(ZImageError, match="did you mean 'turbo-adapter-v1'"): preset("turbo-adapter-1")
@@ -112,3 +112,36 @@ def test_uncached_training_is_refused_with_the_reason():
     from zimage_nb.config import ConfigError, preset, validate_config
     with pytest.raises(ConfigError, match="training.cache_latents: training without caches is not supported yet"):
         validate_config(preset(datasets__0__path="x", training__cache_latents=False))
+
+# ---- config files as people break them
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "cp1252"])
+def test_configs_saved_by_any_editor_load(tmp_path, encoding):
+    f = tmp_path / "c.yaml"
+    f.write_bytes("job:\n  trigger_word: café\ntraining:\n  lr: 2.0e-4\n".encode(encoding))
+    c = load_config(f)
+    assert c.job.trigger_word == "café" and c.training.lr == 2e-4
+
+@pytest.mark.parametrize("raw,msg", [
+    (b"training:\n  lr: 1e-4\x00\n", "is not a text file: a binary byte (code 0) on line 2"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a text file"),
+    (b"- 1\n- 2\n", "expected a mapping of panels (job:, model:, training:, ...), found a list"),
+    (b"just some words", "found a str"),
+    (b"training: [1, 2\n", "is not valid YAML"),
+    (b"datasets:\n  path: photos\n", "expected a list of datasets"),
+    (b"training: 3\n", "training: expected a mapping of fields"),
+])
+def test_broken_config_files_are_errors_not_tracebacks(tmp_path, raw, msg):
+    f = tmp_path / "c.yaml"; f.write_bytes(raw)
+    with pytest.raises(ZImageError, match=msg.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")): load_config(f)
+
+def test_every_problem_at_once_even_with_a_typo(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("trainig:\n  lr: 1\ntarget:\n  rank: 0\n  alpah: 3\nsample:\n  width: 1000\ndatasets:\n  - resolutions: [500]\n")
+    with pytest.raises(ConfigError) as e: load_config(f)
+    assert [p for p, _ in e.value.problems] == ["trainig", "target.alpah", "target.rank", "datasets[0].resolutions[0]", "sample.width"]
+    assert "did you mean 'training'" in str(e.value) and "did you mean 'alpha'" in str(e.value)
+
+def test_empty_dataset_path_is_a_problem_when_ready_only():
+    with pytest.raises(ConfigError, match=r"datasets\[0\].path: is empty"): validate_config(preset("de-turbo"))
+    assert validate_config(preset("de-turbo"), ready=False) == []

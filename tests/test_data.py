@@ -90,3 +90,78 @@ def test_long_captions_are_reported_when_caching(tmp_path):
     with pytest.warns(UserWarning, match="a.png has .* tokens; the text encoder keeps 64"):
         res = build_caches([rep], tiny_model_folder(tmp_path / "m"), tmp_path / "w", max_sequence_length=64, progress=False)
     assert [f for f, _ in res["long_captions"]] == ["a.png"]
+
+# ---- classes of messy input: names that collide, captions from any editor, archives, huge and phone images
+
+CAPTION_BYTES = {                                     # how editors save "[trigger] at the café – dusk"
+    "utf-8": lambda t: t.encode("utf-8"), "utf-8 BOM": lambda t: t.encode("utf-8-sig"),
+    "utf-16 (Notepad Unicode)": lambda t: t.encode("utf-16"), "utf-16-be BOM": lambda t: b"\xfe\xff" + t.encode("utf-16-be"),
+    "utf-16-le no BOM": lambda t: t.encode("utf-16-le"), "cp1252": lambda t: t.encode("cp1252"),
+    "CRLF + NUL + ESC": lambda t: t.replace(" at", "\x00 at\x1b").encode() + b"\r\n\r\n", "utf-32": lambda t: t.encode("utf-32"),
+}
+
+@pytest.mark.parametrize("kind", list(CAPTION_BYTES))
+def test_caption_files_from_any_editor(tmp_path, kind):
+    d = tmp_path / "d"; img(d / "p.png"); (d / "p.txt").write_bytes(CAPTION_BYTES[kind]("[trigger] at the café – dusk"))
+    r = prepare_dataset(d, tmp_path / "w", resolutions=(512,), trigger="zxq").usable[0]
+    assert r.caption == "zxq at the café – dusk"
+    assert not any(ord(c) < 32 or c in "\ufeff\ufffd" for c in r.caption)
+    assert (kind == "utf-8") == (r.status == "kept")   # anything but plain UTF-8 is said in the report line
+
+def test_no_two_images_share_a_prepared_file(tmp_path):
+    "Names that flatten or differ only by extension, case, nesting or odd characters."
+    d, names = tmp_path / "d", ["same.jpg", "same.png", "a/b.png", "a__b.png", "A/b.png", "x y.png", "x_y.png", "é.png", "e.png",
+                                "deep/a/b/c.png", "deep__a__b__c.png", "dots.v1.png", "dots.v1.jpg", "-.png", "_.png"]
+    for i, n in enumerate(names): img(d / n, color=(10 * i, 255 - 10 * i, 7 * i))
+    rep = prepare_dataset(d, tmp_path / "w", resolutions=(512,))
+    assert len(rep.usable) == len(names) and len({r.prepared for r in rep.usable}) == len(names)
+    for r in rep.usable:                              # and each prepared file holds its own source's pixels
+        assert np.abs(np.asarray(Image.open(r.prepared), float).mean((0, 1)) - np.asarray(Image.open(d / r.file).convert("RGB"), float).mean((0, 1))).max() < 8
+    again = prepare_dataset(d, tmp_path / "w", resolutions=(512,))   # same names next time, nothing stale left
+    assert [r.prepared for r in again.usable] == [r.prepared for r in rep.usable]
+    (d / "same.png").unlink()
+    third = prepare_dataset(d, tmp_path / "w", resolutions=(512,))
+    assert sorted(p.name for p in (tmp_path / "w" / "images" / "dataset").iterdir()) == sorted(Path(r.prepared).name for r in third.usable)
+
+def test_archives_report_what_they_did_not_unpack(tmp_path):
+    from zimage_nb.core import peak_rss
+    buf = tmp_path / "set.zip"
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(img(tmp_path / "a.png"), "set/a.png"); z.writestr("set/a.txt", "[trigger] " + "word " * 20_000_000)   # 100 MB caption
+        z.writestr("../up.png", b"x"); z.writestr("/abs/path.png", b"x"); z.writestr("__MACOSX/set/._a.png", b"x")
+        z.write(img(tmp_path / "b.png", color=(0, 0, 200)), "set/b.png")
+    with peak_rss() as m: rep = prepare_dataset(buf, tmp_path / "w", resolutions=(512,), trigger="zxq")
+    rows = {r.file: r for r in rep.rows}
+    assert rows["../up.png"].detail.startswith("unsafe path") and rows["/abs/path.png"].detail.startswith("unsafe path")
+    assert rows["__MACOSX/set/._a.png"].detail.startswith("OS clutter")
+    a = rows["set/a.png"]
+    assert a.caption.startswith("zxq word") and len(a.caption) <= 16 * 1024
+    assert "only the first 16.0 KiB of a 95.4 MiB archive entry unpacked" in a.detail
+    assert m.extra < 60 * 2**20, m.extra                       # the 100 MB entry never sat in memory
+    assert rows["set/b.png"].status == "kept"
+
+def test_a_zip_bomb_entry_is_skipped_and_the_rest_used(tmp_path, monkeypatch):
+    import zimage_nb.data as D
+    monkeypatch.setattr(D, "ENTRY_LIMIT", 1 << 20)             # 1 MiB stands in for the 1 GiB limit
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", b"\0" * (5 << 20)); z.write(img(tmp_path / "ok.png"), "ok.png")
+    rows = {r.file: r for r in prepare_dataset(tmp_path / "bomb.zip", tmp_path / "w", resolutions=(512,)).rows}
+    assert rows["big.png"].detail.startswith("inflates to over 1.0 MiB: not unpacked") and rows["ok.png"].status == "kept"
+
+def test_one_huge_or_broken_file_never_stops_the_others(tmp_path):
+    d = tmp_path / "d"; img(d / "good.png")
+    Image.new("RGB", (14000, 14000), (1, 2, 3)).save(d / "scan.jpg", quality=30)
+    (d / "half.png").write_bytes((d / "good.png").read_bytes()[:150])
+    rows = {r.file: r for r in prepare_dataset(d, tmp_path / "w", resolutions=(512,)).rows}
+    assert rows["good.png"].status == "kept" and rows["half.png"].status == "skipped"
+    assert rows["scan.jpg"].status == "fixed" and rows["scan.jpg"].detail.startswith("decoded at 1/2 size: 14000x14000")
+    skip = {r.file: r for r in prepare_dataset(d, tmp_path / "w", resolutions=(512,), large_images="skip", name="s").rows}
+    assert skip["scan.jpg"].status == "skipped" and "large_images to 'reduce'" in skip["scan.jpg"].detail and skip["good.png"].status == "kept"
+
+@pytest.mark.parametrize("ext,fmt", [(".heic", "HEIF"), (".HEIF", "HEIF"), (".avif", "AVIF")])
+def test_phone_and_browser_formats(tmp_path, ext, fmt):
+    d = tmp_path / "d"; d.mkdir()
+    Image.new("RGB", (640, 480), (30, 160, 60)).save(d / f"IMG_0001{ext}", fmt); (d / "IMG_0001.txt").write_text("[trigger]")
+    r = prepare_dataset(d, tmp_path / "w", resolutions=(512,), trigger="zxq").usable[0]
+    assert r.caption == "zxq" and r.size == (640, 480)
+    assert np.abs(np.asarray(Image.open(r.prepared), float).mean((0, 1)) - (30, 160, 60)).max() < 6

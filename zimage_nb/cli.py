@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, sys, time
 from pathlib import Path
 from .core import ZImageError
-from .config import PRESETS, preset, save_config, load_config, validate_config
+from .config import PRESETS, ConfigError, preset, save_config, load_config, validate_config
 
 # %% auto #0
 __all__ = ['run_demo', 'apply_sets', 'build_parser', 'main']
@@ -75,10 +75,10 @@ def apply_sets(cfg, sets:list)->object:  # "path=value" strings, the value read 
         set_path(cfg, path.strip(), value)
     return cfg
 
-def _config(a):
-    "The command's config: its YAML file with the --set changes, validated."
+def _config(a, ready:bool=True):
+    "The command's config: its YAML file with the --set changes, validated (`ready`: dataset paths set too)."
     cfg = apply_sets(load_config(a.config), getattr(a, "set", None))
-    validate_config(cfg)
+    validate_config(cfg, ready)
     return cfg
 
 def _hardware(a):
@@ -94,7 +94,7 @@ def _init(a):
     if a.gpu:
         if a.gpu not in KNOWN_GPUS: raise ZImageError(f"--gpu {a.gpu} is not a known GPU", f"use one of {', '.join(KNOWN_GPUS)}")
         cfg = apply_suggestions(cfg, suggest_settings(KNOWN_GPUS[a.gpu], cfg))
-    apply_sets(cfg, a.set); validate_config(cfg)
+    apply_sets(cfg, a.set); validate_config(cfg, ready=False)   # the dataset path is filled in next
     p = save_config(cfg, a.config)
     print(f"wrote {p} (preset {a.preset}{', fitted to ' + a.gpu if a.gpu else ''}); edit it, then: zimage-nb validate {p}")
 
@@ -102,7 +102,13 @@ def _validate(a):
     import warnings
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        ws = validate_config(load_config(a.config))
+        cfg = load_config(a.config)
+        try: ws = validate_config(cfg)
+        except ConfigError as e: problems = e.problems
+        else: problems = []
+    from zimage_nb.data import check_sources
+    problems += check_sources(cfg)
+    if problems: raise ConfigError(problems)
     for w in ws: print(f"warning: {w}")
     print(f"{a.config}: valid")
 
@@ -117,7 +123,7 @@ def _train(a):
 def _estimate(a):
     from zimage_nb.hardware import KNOWN_GPUS
     from zimage_nb.planner import estimate_training
-    cfg = _config(a)
+    cfg = _config(a, ready=False)          # the estimate does not depend on where the images are
     for g in (a.gpu or [None]):
         if g and g not in KNOWN_GPUS: raise ZImageError(f"--gpu {g} is not a known GPU", f"use one of {', '.join(KNOWN_GPUS)}")
         print(estimate_training(cfg, g))

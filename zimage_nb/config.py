@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 import yaml
-from .core import ZImageError, atomic_write_text
+from .core import ZImageError, atomic_write_text, decode_text
 
 # %% auto #0
 __all__ = ['PANELS', 'PANEL_TYPES', 'PRESETS', 'opt', 'JobConfig', 'ModelConfig', 'QuantizationConfig', 'TargetConfig',
            'SaveConfig', 'TrainingConfig', 'DatasetConfig', 'SampleConfig', 'AdvancedConfig', 'ZConfig',
-           'config_schema', 'set_path', 'preset', 'ConfigError', 'validate_config', 'config_to_dict',
+           'config_schema', 'set_path', 'preset', 'ConfigError', 'config_problems', 'validate_config', 'config_to_dict',
            'config_from_dict', 'save_config', 'load_config']
 
 # %% ../nbs/01_config.ipynb
@@ -115,6 +115,7 @@ class DatasetConfig:
     prepend_trigger: bool = opt(False, "Put the trigger word in front of captions that do not contain it.")
     crop: str = opt("center", "How an image is cropped to its bucket.", choices=("center", "random"))
     allow_upscale: bool = opt(False, "Use images smaller than a bucket by upscaling them (blurs them; off = such images skip that size).")
+    large_images: str = opt("reduce", "Images over 89 megapixels (scans, panoramas): reduce them while decoding, or skip them.", choices=("reduce", "skip"))
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 # %% ../nbs/01_config.ipynb
@@ -253,7 +254,7 @@ def _check_field(path:str, value, typ:str, m:dict)->list:
     return []
 
 # %% ../nbs/01_config.ipynb
-def _cross_checks(cfg:ZConfig)->tuple[list, list]:
+def _cross_checks(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
     "Rules that span fields: (problems, warnings)."
     problems, warns = [], []
     if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.job.name or ""):
@@ -263,6 +264,9 @@ def _cross_checks(cfg:ZConfig)->tuple[list, list]:
     if cfg.save.push_to_hub and "/" not in cfg.save.hub_repo:
         problems.append(("save.hub_repo", "push_to_hub is on but hub_repo is not 'user/name'; set it or turn push_to_hub off"))
     if not cfg.datasets: problems.append(("datasets", "no dataset; add one with a path to your images"))
+    for i, d in enumerate(cfg.datasets):
+        if ready and isinstance(d.path, str) and not d.path.strip():
+            problems.append((f"datasets[{i}].path", "is empty; set it to a folder of images, a .zip, or hf:<dataset id>"))
     m = cfg.model
     if m.variant == "turbo":
         if not m.training_adapter and not m.distill_patch:
@@ -286,15 +290,21 @@ def _cross_checks(cfg:ZConfig)->tuple[list, list]:
         warns.append(f"advanced.max_sequence_length = {cfg.advanced.max_sequence_length}: longer captions are cut")
     return problems, warns
 
-def validate_config(cfg:ZConfig # the config to check
-                   )->list[str]: # warnings (allowed, but probably not what you want)
-    "Check every field; raise `ConfigError` listing all invalid ones, else return warnings."
+def config_problems(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
+    "(problems, warnings) of `cfg`: every field, then the rules that span fields."
     problems = []
     for r in config_schema():
         objs = [(f"datasets[{i}].{r['name']}", d) for i, d in enumerate(cfg.datasets)] if r["panel"] == "datasets" else [(r["path"], getattr(cfg, r["panel"]))]
         for path, obj in objs: problems += _check_field(path, getattr(obj, r["name"]), r["type"], r)
-    more, warns = _cross_checks(cfg)
-    if problems + more: raise ConfigError(problems + more)
+    more, warns = _cross_checks(cfg, ready)
+    return problems + more, warns
+
+def validate_config(cfg:ZConfig,      # the config to check
+                    ready:bool=True   # ready to train: dataset paths must be set (False while a config is still being written)
+                   )->list[str]:      # warnings (allowed, but probably not what you want)
+    "Check every field; raise `ConfigError` listing all invalid ones, else return warnings."
+    problems, warns = config_problems(cfg, ready)
+    if problems: raise ConfigError(problems)
     for w in warns: warnings.warn(w, stacklevel=2)
     return warns
 
@@ -323,17 +333,22 @@ def _build(cls, d:dict, where:str, problems:list):
 
 def config_from_dict(d:dict # e.g. from YAML; missing fields take their defaults
                     )->ZConfig:
-    "Build a `ZConfig` from plain dicts, raising `ConfigError` for unknown keys."
+    "Build a `ZConfig` from plain dicts; unknown keys raise `ConfigError`, listed with every other invalid value."
+    if not isinstance(d, dict) and d is not None:
+        raise ConfigError([("(top level)", f"expected a mapping of panels (job:, model:, training:, ...), found a {type(d).__name__}")])
     problems, d = [], dict(d or {})
     kw = {"preset": d.pop("preset", "turbo-adapter-v2")}
     for k, v in d.items():
-        if k == "datasets": kw[k] = [_build(DatasetConfig, x, f"datasets[{i}]", problems) for i, x in enumerate(v or [])]
+        if k == "datasets":
+            if not isinstance(v, list): problems.append(("datasets", f"expected a list of datasets (- path: ...), found {v!r}")); continue
+            kw[k] = [_build(DatasetConfig, x, f"datasets[{i}]", problems) for i, x in enumerate(v)]
         elif k in PANEL_TYPES: kw[k] = _build(PANEL_TYPES[k], v, k, problems)
         else:
             close = difflib.get_close_matches(k, PANELS, n=1)
             problems.append((k, "unknown panel" + (f" (did you mean '{close[0]}'?)" if close else f"; panels are {', '.join(PANELS)}")))
-    if problems: raise ConfigError(problems)
-    return ZConfig(**kw)
+    cfg = ZConfig(**kw)
+    if problems: raise ConfigError(problems + config_problems(cfg, ready=False)[0])   # every problem at once, not one round at a time
+    return cfg
 
 # %% ../nbs/01_config.ipynb
 def save_config(cfg:ZConfig,    # the config to write
@@ -341,11 +356,16 @@ def save_config(cfg:ZConfig,    # the config to write
     "Write `cfg` as YAML."
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
 
-def load_config(path:str|Path # a YAML file written by `save_config` or by hand
+def load_config(path:str|Path # a YAML file written by `save_config` or by hand (any text encoding)
                )->ZConfig:
     "Read a config from YAML (missing fields take their defaults)."
     path = Path(path)
-    if not path.exists(): raise ZImageError(f"config file {path} does not exist", "check the path, or write one with save_config(preset(), path)")
-    try: d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not path.is_file(): raise ZImageError(f"config file {path} does not exist", "check the path, or write one with `zimage-nb init` / save_config(preset(), path)")
+    text, enc = decode_text(path.read_bytes())
+    bad = next((i for i, c in enumerate(text) if ord(c) < 32 and c not in "\t\n\r"), None)
+    if bad is not None:
+        line = text.count("\n", 0, bad) + 1
+        raise ZImageError(f"{path} is not a text file: a binary byte (code {ord(text[bad])}) on line {line}", "save it again as plain text (UTF-8), or write a new one with `zimage-nb init`")
+    try: d = yaml.safe_load(text.lstrip("\ufeff"))
     except yaml.YAMLError as e: raise ZImageError(f"{path} is not valid YAML: {e}", "fix the line shown above") from None
     return config_from_dict(d)

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_data.ipynb
 from __future__ import annotations
-from .core import ZImageError, atomic_path
-import hashlib, io, math, random, re, shutil, tempfile, zipfile
+from .core import ZImageError, atomic_path, read_text, human_bytes
+import contextlib, hashlib, io, json, math, random, re, shutil, tempfile, warnings, zipfile, zlib
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -14,13 +14,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'CAPTION_COLUMNS', 'is_junk', 'unpack_zip', 'unpack_upload', 'export_hf_dataset', 'source_folder',
-           'read_caption', 'make_caption', 'bucket_sizes', 'pick_bucket', 'crop_to_bucket', 'Skip', 'clean_image',
-           'FileReport', 'DatasetReport', 'prepare_dataset', 'preview_grid', 'caption_tokens', 'long_captions',
-           'prepare_datasets']
+__all__ = ['IMAGE_EXTS', 'CAPTION_LIMIT', 'ENTRY_LIMIT', 'UNPACK_REPORT', 'CAPTION_COLUMNS', 'LARGE_PIXELS', 'DECODE_LIMIT',
+           'is_junk', 'unpack_zip', 'unpack_report', 'unpack_upload', 'export_hf_dataset', 'source_folder',
+           'read_caption', 'make_caption', 'check_sources', 'bucket_sizes', 'pick_bucket', 'crop_to_bucket', 'Skip',
+           'clean_image', 'FileReport', 'DatasetReport', 'prepared_name', 'prepare_dataset', 'preview_grid',
+           'caption_tokens', 'long_captions', 'prepare_datasets']
 
 # %% ../nbs/05_data.ipynb
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
+CAPTION_LIMIT = 16 * 1024     # bytes of a caption file that are read (Z-Image keeps 512 tokens: ~2-3 KB of text)
+ENTRY_LIMIT = 1 << 30         # an archive entry that inflates past this is not unpacked
+UNPACK_REPORT = ".zimage-unpack.json"   # what an unpack skipped or cut, beside what it unpacked
+
+try:
+    import pillow_heif; pillow_heif.register_heif_opener()     # .heic / .heif (iPhone)
+except ImportError: pass
 
 def is_junk(rel:str)->bool:
     "True for the OS and archive clutter that travels inside zips and folders."
@@ -33,23 +41,65 @@ def _into_place(tmp:Path, dest:Path)->Path:
     except OSError: shutil.rmtree(tmp)
     return dest
 
+def _file_sha1(path:Path)->str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
+def _copy_capped(src, dst:Path, keep:int, stop:int)->int|None:
+    "Stream `src` into `dst`, keeping its first `keep` bytes; the bytes the entry holds (counted, not trusted from its header), or None once past `stop`."
+    n = 0
+    with open(dst, "wb") as out:
+        while chunk := src.read(1 << 20):
+            if n < keep: out.write(chunk[:keep - n])
+            n += len(chunk)
+            if n > stop: return None
+    return n
+
 def unpack_zip(data:bytes|str|Path, # zip file path or its bytes
                dest_root:Path,      # folder under which it is unpacked
                name:str="zip")->Path:
-    "Unpack a zip (junk skipped, no path escapes) into `dest_root/<name>-<hash>`; reused if already there."
-    raw = Path(data).read_bytes() if isinstance(data, (str, Path)) else bytes(data)
-    dest = Path(dest_root) / f"{name}-{hashlib.sha1(raw).hexdigest()[:8]}"
+    "Unpack a zip entry by entry into `dest_root/<name>-<hash>` (reused if there); what was skipped or cut goes to its UNPACK_REPORT."
+    path = Path(data) if isinstance(data, (str, Path)) else None
+    digest = _file_sha1(path) if path else hashlib.sha1(bytes(data)).hexdigest()
+    dest = Path(dest_root) / f"{name}-{digest[:8]}"
     if dest.exists(): return dest
-    dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest_root))
-    try: zf = zipfile.ZipFile(io.BytesIO(raw))
+    Path(dest_root).mkdir(parents=True, exist_ok=True)
+    try: zf = zipfile.ZipFile(path if path else io.BytesIO(bytes(data)))
     except zipfile.BadZipFile: raise ZImageError(f"{name} is not a valid zip file", "re-create the zip, or upload the images themselves") from None
-    for info in zf.infolist():
-        rel = Path(info.filename)
-        if info.is_dir() or is_junk(info.filename) or rel.is_absolute() or ".." in rel.parts: continue
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_bytes(zf.read(info))
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest_root))
+    skipped, notes = [], {}
+    with zf:
+        for info in zf.infolist():
+            rel = Path(info.filename)
+            if info.is_dir(): continue
+            if rel.is_absolute() or ".." in rel.parts or info.filename.startswith(("/", "\\")):
+                skipped.append((info.filename, "unsafe path in the archive (it would land outside the folder): not unpacked")); continue
+            if is_junk(info.filename): skipped.append((info.filename, "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
+            caption = rel.suffix.lower() == ".txt"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src: n = _copy_capped(src, tmp / rel, CAPTION_LIMIT if caption else ENTRY_LIMIT, ENTRY_LIMIT)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+                (tmp / rel).unlink(missing_ok=True); skipped.append((info.filename, f"corrupt archive entry ({type(e).__name__}: {e})")); continue
+            if n is None and not caption:
+                (tmp / rel).unlink(missing_ok=True)
+                skipped.append((info.filename, f"inflates to over {human_bytes(ENTRY_LIMIT)}: not unpacked (a zip bomb, or a file too large to train on)")); continue
+            if caption and (n is None or n > CAPTION_LIMIT):
+                notes[rel.as_posix()] = [f"only the first {human_bytes(CAPTION_LIMIT)} of a{' ' + human_bytes(n) if n else 'n over ' + human_bytes(ENTRY_LIMIT)} archive entry unpacked"]
+    (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes=notes)))
     return _into_place(tmp, dest)
+
+def unpack_report(folder:Path)->tuple[list, dict]:
+    "(skipped (file, reason) pairs, notes per file) of every unpack inside `folder`, paths relative to it."
+    skipped, notes = [], {}
+    for f in sorted(Path(folder).rglob(UNPACK_REPORT)):
+        base = f.parent.relative_to(folder)
+        d = json.loads(f.read_text())
+        skipped += [((base / n).as_posix(), why) for n, why in d.get("skipped", [])]
+        notes.update({(base / n).as_posix(): v for n, v in d.get("notes", {}).items()})
+    return skipped, notes
 
 # %% ../nbs/05_data.ipynb
 def unpack_upload(value,              # ipywidgets FileUpload .value: dicts with 'name' and 'content'
@@ -108,10 +158,15 @@ def source_folder(src,            # folder, .zip path, zip bytes, FileUpload val
     raise ZImageError(f"dataset path {p} is not a folder, a .zip or an hf: dataset", "check the path (on Colab, mount Drive first; on Kaggle, look under /kaggle/input)")
 
 # %% ../nbs/05_data.ipynb
-def read_caption(image:Path)->str|None:
-    "The sidecar caption of `image` (`name.txt`), or None."
+def read_caption(image:Path,        # an image file
+                 notes:list=None    # if given, what reading the caption had to do is appended here
+                )->str|None:
+    "The sidecar caption of `image` (`name.txt`), decoded and cleaned, or None."
     txt = Path(image).with_suffix(".txt")
-    return txt.read_text(encoding="utf-8", errors="replace").strip() if txt.exists() else None
+    if not txt.exists(): return None
+    text, how = read_text(txt, CAPTION_LIMIT)
+    if notes is not None: notes += [f"caption {n}" for n in how]
+    return text
 
 def make_caption(raw:str|None,            # the sidecar text, if any
                  trigger:str="",           # the trigger word
@@ -122,6 +177,19 @@ def make_caption(raw:str|None,            # the sidecar text, if any
     if "[trigger]" in text: return " ".join(text.replace("[trigger]", trigger).split())
     if prepend_trigger and trigger and trigger not in text: return f"{trigger}, {text}" if text else trigger
     return text
+
+# %% ../nbs/05_data.ipynb
+def check_sources(cfg)->list[tuple]:  # a ZConfig
+    "(field, problem) for every dataset path that is not an existing folder or .zip (hf: ids are checked when fetched)."
+    out = []
+    for i, d in enumerate(cfg.datasets):
+        s = str(d.path).strip()
+        if not s or s.startswith("hf:"): continue          # empty: validate_config says so
+        p = Path(s).expanduser()
+        if p.is_dir() or (p.is_file() and p.suffix.lower() == ".zip"): continue
+        what = "does not exist" if not p.exists() else "is not a folder or a .zip"
+        out.append((f"datasets[{i}].path", f"{p} {what}; give a folder of images, a .zip, or hf:<dataset id> (on Colab mount Drive first; on Kaggle look under /kaggle/input)"))
+    return out
 
 # %% ../nbs/05_data.ipynb
 def bucket_sizes(resolution:int, # e.g. 512: buckets have about 512*512 pixels
@@ -152,15 +220,44 @@ def crop_to_bucket(img:Image.Image, bucket:tuple, mode:str="center", rng:random.
 class Skip(Exception):
     "This file is not used; the message says why."
 
-def clean_image(data:bytes)->tuple[Image.Image, list[str]]:
-    "Decode `data` into an 8-bit RGB image; returns (image, fixes) or raises Skip."
-    try: im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError: raise Skip("not an image (unreadable format)") from None
-    except (OSError, SyntaxError) as e: raise Skip(f"truncated or corrupt ({e})") from None
-    if getattr(im, "n_frames", 1) > 1: raise Skip(f"animated ({im.n_frames} frames)")
-    try: im.load()
-    except (OSError, SyntaxError) as e: raise Skip(f"truncated or corrupt ({e})") from None
+LARGE_PIXELS = Image.MAX_IMAGE_PIXELS   # Pillow's decompression-bomb warning level (89.5 megapixels)
+DECODE_LIMIT = 400_000_000              # pixels decoded in full at most (1.2 GB as 8-bit RGB)
+
+@contextlib.contextmanager
+def _no_bomb_check():
+    "Let Pillow open an image of any size: the size is checked here instead."
+    old = Image.MAX_IMAGE_PIXELS; Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings(): warnings.simplefilter("ignore", Image.DecompressionBombWarning); yield
+    finally: Image.MAX_IMAGE_PIXELS = old
+
+def _decode(data:bytes, large:str)->tuple[Image.Image, list[str]]:
+    "Open and load `data`, reducing an image over LARGE_PIXELS when `large` is 'reduce'."
     fixes = []
+    with _no_bomb_check():
+        try: im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError: raise Skip("not an image (unreadable format)") from None
+        except (OSError, SyntaxError, ValueError) as e: raise Skip(f"truncated or corrupt ({e})") from None
+        if getattr(im, "n_frames", 1) > 1: raise Skip(f"animated ({im.n_frames} frames)")
+        (w, h), n = im.size, im.size[0] * im.size[1]
+        k = 1
+        if n > LARGE_PIXELS:
+            mp = f"{w}x{h} ({n / 1e6:.0f} megapixels, over Pillow's decompression-bomb limit of {LARGE_PIXELS / 1e6:.0f})"
+            if large != "reduce": raise Skip(f"too large: {mp}; set datasets[i].large_images to 'reduce' or downscale the file")
+            k = 2 ** math.ceil(math.log2(math.sqrt(n / LARGE_PIXELS)))
+            if im.format == "JPEG": im.draft("RGB", (w // k, h // k)); fixes.append(f"decoded at 1/{k} size: {mp}")
+            elif n > DECODE_LIMIT: raise Skip(f"too large to decode safely: {mp}, above {DECODE_LIMIT / 1e6:.0f} megapixels for a {im.format or 'non-JPEG'} file; downscale it first")
+        try: im.load()
+        except (OSError, SyntaxError, ValueError) as e: raise Skip(f"truncated or corrupt ({e})") from None
+    if k > 1 and im.format != "JPEG":
+        im = im.reduce(k); fixes.append(f"reduced {k}x to {im.width}x{im.height}: {mp}")
+    return im, fixes
+
+def clean_image(data:bytes,            # the file's bytes
+                large:str="reduce"     # images over LARGE_PIXELS: reduce | skip
+               )->tuple[Image.Image, list[str]]:
+    "Decode `data` into an 8-bit RGB image; returns (image, fixes) or raises Skip."
+    im, fixes = _decode(data, large)
     if im.getexif().get(0x0112, 1) != 1:
         fixes.append(f"EXIF orientation {im.getexif()[0x0112]} applied"); im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -216,25 +313,36 @@ class DatasetReport:
 def _bucket_map(size, resolutions, allow_upscale):
     return {r: b for r in sorted(resolutions) if (b := pick_bucket(*size, r, allow_upscale))}
 
+def prepared_name(rel:str)->str:
+    "The prepared file's name for source path `rel`: readable, and unique per path."
+    stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix().replace("/", "__"))[-80:]
+    return f"{stem}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}.png"
+
 def prepare_dataset(src,                       # any source `source_folder` takes
                     work:str|Path,             # work folder: prepared images go to work/images/<dataset name>
                     resolutions=(512, 768, 1024), trigger:str="", default_caption:str="", prepend_trigger:bool=False,
-                    allow_upscale:bool=False, name:str="dataset", progress:bool=True)->DatasetReport:
+                    allow_upscale:bool=False, name:str="dataset", progress:bool=True,
+                    large_images:str="reduce")->DatasetReport: # over 89 megapixels: reduce | skip
     "Validate and clean every file of a dataset; returns the report (prepared images under `work`)."
     folder = source_folder(src, work); out = Path(work) / "images" / name; out.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not is_junk(str(p.relative_to(folder))))
+    unpack_skipped, unpack_notes = unpack_report(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
     images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
-    rows, seen = [], {}
+    rows, seen = [FileReport(f, "skipped", why) for f, why in unpack_skipped], {}
     for p in tqdm(files, desc=f"checking {name}", leave=False, disable=not progress):
         rel = p.relative_to(folder).as_posix()
+        if is_junk(rel): rows.append(FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
         if p.suffix.lower() == ".txt" and p.with_suffix("") in images: continue  # a caption: reported with its image
         if p.suffix.lower() not in IMAGE_EXTS:
             rows.append(FileReport(rel, "skipped", "not an image" + (" (caption without an image)" if p.suffix.lower() == ".txt" else f" ({p.suffix or 'no extension'})"))); continue
-        data = p.read_bytes(); h = hashlib.sha256(data).hexdigest()
+        try: data = p.read_bytes()
+        except OSError as e: rows.append(FileReport(rel, "skipped", f"unreadable ({e.strerror or e})")); continue
+        h = hashlib.sha256(data).hexdigest()
         if h in seen: rows.append(FileReport(rel, "skipped", f"exact duplicate of {seen[h]}")); continue
         seen[h] = rel
-        try: im, fixes = clean_image(data)
+        try: im, fixes = clean_image(data, large_images)
         except Skip as e: rows.append(FileReport(rel, "skipped", str(e))); continue
+        except Exception as e: rows.append(FileReport(rel, "skipped", f"could not be decoded ({type(e).__name__}: {e})")); continue
         buckets = _bucket_map(im.size, resolutions, allow_upscale)
         if not buckets:
             b = pick_bucket(*im.size, min(resolutions), True)
@@ -244,10 +352,14 @@ def prepare_dataset(src,                       # any source `source_folder` take
         if s < 0.5:  # over twice the largest bucket: keep a smaller copy (the exact fit happens at crop time)
             prepared_img = im.resize((max(bw, round(im.width * s)), max(bh, round(im.height * s))), Image.LANCZOS)
             fixes.append(f"resized down from {im.width}x{im.height} to {prepared_img.width}x{prepared_img.height}")
-        dest = out / f"{Path(rel).with_suffix('').as_posix().replace('/', '__')}.png"
+        dest = out / prepared_name(rel)
         with atomic_path(dest) as tmp: prepared_img.save(tmp, format="PNG")
-        caption = make_caption(read_caption(p), trigger, default_caption, prepend_trigger)
+        fixes += unpack_notes.get(p.with_suffix(".txt").relative_to(folder).as_posix(), [])
+        caption = make_caption(read_caption(p, fixes), trigger, default_caption, prepend_trigger)
         rows.append(FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest)))
+    keep = {Path(r.prepared).name for r in rows if r.prepared}
+    for old in out.glob("*.png"):
+        if old.name not in keep: old.unlink(missing_ok=True)    # from a source file that is gone, or an older naming
     rep = DatasetReport(str(src) if isinstance(src, (str, Path)) else name, rows)
     if not rep.usable:
         raise ZImageError(f"dataset '{name}' has no usable image:\n" + rep.summary(), "add images (PNG/JPG/WebP) of at least the smallest resolution, or check the path")
@@ -284,5 +396,6 @@ def prepare_datasets(cfg, # a ZConfig
                      work:str|Path=None, progress:bool=True)->list[DatasetReport]: # default: <output_dir>/<job name>/work
     "Prepare every dataset of `cfg`; returns one report per dataset."
     work = Path(work or Path(cfg.job.output_dir) / cfg.job.name / "work")
-    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress)
+    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress,
+                            large_images=d.large_images)
             for i, d in enumerate(cfg.datasets)]

@@ -131,8 +131,8 @@ class ConfigPanels:
                 warnings.simplefilter("always"); warns = validate_config(self.cfg)
             self._show([], warns)
         except ConfigError as e: self._show(e.problems, [])
-        if self.problems: self.estimate.value = ""   # no estimate for an invalid config (a stale one would mislead)
-        else: self._estimate()
+        if any(not p.endswith(".path") for p, _ in self.problems): self.estimate.value = ""   # no estimate for an invalid config (a stale one would mislead)
+        else: self._estimate()                                                               # an empty dataset path does not change it
         return self.problems
 
     def _estimate(self):

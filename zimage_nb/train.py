@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text
-from .config import ZConfig, config_to_dict, config_from_dict, save_config, validate_config
+from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
 from .offload import BlockOffload
@@ -509,7 +509,9 @@ def _emit(callbacks, event:dict):
 def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True)->Run:
     "Validate, cache, load and attach everything; returns a `Run` at step 0."
     from zimage_nb.models import default_device, compute_dtype
+    from zimage_nb.data import check_sources
     validate_config(cfg)
+    if bad := check_sources(cfg): raise ConfigError(bad)        # before any download
     rank, world = dist_info()
     device = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     out = run_folder(cfg)
