@@ -99,3 +99,14 @@ def test_validate_and_train_check_the_dataset_path_before_any_download(tmp_path)
     f.write_bytes("job:\n  name: x\n".encode("utf-16") + b"\x00\x00\x07\x00")
     r = run("validate", str(f))
     assert r.returncode == 2 and "is not a text file" in r.stderr and "Traceback" not in r.stderr
+
+def test_caption_command(tmp_path):
+    from zimage_nb.train import write_demo_dataset
+    photos = write_demo_dataset(tmp_path / "photos", n=3); (photos / "img_01.txt").unlink()
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f), "--preset", "tiny", "--set", f"datasets.0.path={photos}", "--set", f"job.output_dir={tmp_path / 'out'}").returncode == 0
+    r = run("caption", str(f), "--model", "tiny", "--style", "short")
+    assert r.returncode == 0 and "1 captioned (short, tiny), 2 kept their caption" in r.stdout, r.stdout + r.stderr
+    assert (photos / "img_01.txt").exists()
+    r = run("caption", str(f), "--dataset", "3")
+    assert r.returncode == 2 and "the config has 1 dataset(s)" in r.stderr

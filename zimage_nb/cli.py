@@ -133,6 +133,15 @@ def _prepare(a):
     cfg = load_config(a.config)
     for rep in prepare_datasets(cfg): print(rep.summary())
 
+def _caption(a):
+    from zimage_nb.caption import caption_dataset, caption_datasets
+    cfg = apply_sets(load_config(a.config), a.set)
+    validate_config(cfg)
+    idx = [a.dataset] if a.dataset is not None else range(len(cfg.datasets))
+    for i in idx:
+        if not 0 <= i < len(cfg.datasets): raise ZImageError(f"--dataset {i}: the config has {len(cfg.datasets)} dataset(s)", "give an index from 0")
+        print(caption_dataset(cfg, i, style=a.style, overwrite=a.overwrite, model=a.model).summary())
+
 def _sample(a):
     import torch
     from zimage_nb.models import load_pipeline, compute_dtype, default_device
@@ -175,6 +184,14 @@ def build_parser()->argparse.ArgumentParser:
     r = sub.add_parser("prepare", help="check and prepare the config's datasets; print the report")
     r.add_argument("config", help="the .yaml file")
     r.set_defaults(fn=_prepare)
+    c = sub.add_parser("caption", help="caption the config's images that have no caption (a vision-language model; sidecar .txt files)")
+    c.add_argument("config", help="the .yaml file")
+    c.add_argument("--dataset", type=int, default=None, help="only this dataset (index; default: all)")
+    c.add_argument("--style", choices=["short", "detailed", "not-subject"], default=None, help="default: the dataset's auto_caption, else detailed")
+    c.add_argument("--model", default=None, help="captioner: qwen3-vl-2b, qwen3-vl-4b, qwen2.5-vl-3b, a Hub id or a folder (default: advanced.caption_model)")
+    c.add_argument("--overwrite", action="store_true", help="also replace existing captions")
+    c.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field first (repeat)")
+    c.set_defaults(fn=_caption)
     m = sub.add_parser("sample", help="render a comparison grid with the config's model (and a LoRA)")
     m.add_argument("config", help="the .yaml file (model, quantization, sample size and prompts)")
     m.add_argument("--lora", help="a LoRA .safetensors (any layout diffusers reads)")

@@ -116,6 +116,7 @@ class DatasetConfig:
     crop: str = opt("center", "How an image is cropped to its bucket.", choices=("center", "random"))
     allow_upscale: bool = opt(False, "Use images smaller than a bucket by upscaling them (blurs them; off = such images skip that size).")
     large_images: str = opt("reduce", "Images over 89 megapixels (scans, panoramas): reduce them while decoding, or skip them.", choices=("reduce", "skip"))
+    auto_caption: str = opt("off", "Caption images that have no caption before training (advanced.caption_model): short, detailed, or not-subject (everything but the subject, for a character or object).", choices=("off", "short", "detailed", "not-subject"))
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 # %% ../nbs/01_config.ipynb
@@ -143,6 +144,7 @@ class AdvancedConfig:
     max_sequence_length: int = opt(512, "Text tokens kept per caption (Z-Image uses up to 512).", lo=8, hi=1024)
     num_workers: int = opt(0, "Data loader worker processes (0 on Colab).", lo=0, hi=32)
     num_processes: int = opt(1, "Processes (GPUs) to train on: 2 on a Kaggle T4x2.", lo=1, hi=16)
+    caption_model: str = opt("qwen3-vl-2b", "Vision-language model for automatic captions: qwen3-vl-2b, qwen3-vl-4b, qwen2.5-vl-3b, a Hub id or a local folder (loaded in quantization.text_encoder's precision).")
 
 # %% ../nbs/01_config.ipynb
 PANELS = ("job", "model", "quantization", "target", "save", "training", "datasets", "sample", "advanced")

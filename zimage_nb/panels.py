@@ -247,6 +247,9 @@ class DatasetPanel:
         self.report, self.preview = W.HTML(), W.Image(format="png")
         self.image_pick, self.caption = W.Dropdown(description="image"), W.Textarea(layout=W.Layout(width="420px", height="60px"))
         self.save_caption = W.Button(description="save caption"); self.save_caption.on_click(lambda _: self.write_caption())
+        self.style = W.Dropdown(options=["detailed", "short", "not-subject"], description="style", layout=W.Layout(width="220px"))
+        self.auto = W.Button(description="caption images without captions", icon="magic", layout=W.Layout(width="260px"))
+        self.auto.on_click(lambda _: self.caption_missing())
         self.image_pick.observe(lambda ch: self._show_caption(), "value")
         self.last = None
 
@@ -267,7 +270,8 @@ class DatasetPanel:
         from pathlib import Path
         d, cfg = self.dataset, self.panels.cfg
         try:
-            rep = prepare_dataset(d.path, self.work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{self.i}", progress=False)
+            rep = prepare_dataset(d.path, self.work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{self.i}",
+                                  progress=False, large_images=d.large_images)
         except ZImageError as e:
             self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
         self.last = rep
@@ -278,6 +282,17 @@ class DatasetPanel:
         folder = source_folder(d.path, self.work)
         self.folder = folder
         self.image_pick.options = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        return rep
+
+    def caption_missing(self, model=None, **kw):
+        "Caption the images without a caption (advanced.caption_model, or `model`), then show the new captions."
+        from zimage_nb.caption import caption_dataset
+        self.auto.disabled = True; self.report.value += "<div>captioning... (the first run downloads the captioner)</div>"
+        try: rep = caption_dataset(self.panels.cfg, self.i, self.work, style=self.style.value, model=model, progress=False, **kw)
+        except ZImageError as e: self.report.value += f"<div style='color:#d33'>{html.escape(str(e))}</div>"; return None
+        finally: self.auto.disabled = False
+        self.check(); self._show_caption()
+        self.report.value += f"<div>{html.escape(rep.summary())}</div>"
         return rep
 
     def _show_caption(self):
@@ -293,7 +308,8 @@ class DatasetPanel:
         return p
 
     def widget(self)->W.Widget:
-        return W.VBox([W.HBox([self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption])])
+        return W.VBox([W.HBox([self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
+                       W.HBox([self.style, self.auto])])
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -236,6 +236,9 @@ def prepare_run_data(run:Run, progress:bool=True):
     trig, word = cfg.job.trigger_word, cfg.training.dop_class_word
     prompts = trigger_prompts(cfg.sample.prompts, trig) + [cfg.sample.negative_prompt]
     def work():
+        from zimage_nb.caption import caption_datasets
+        for rep in caption_datasets(cfg, run.work, progress, run.device, run.dtype):
+            if progress: print(rep.summary())
         reports = prepare_datasets(cfg, run.work, progress)
         classes = [_class_caption(r.caption, trig, word) for rep in reports for r in rep.usable] if word else []
         caches = build_caches(reports, run.model_folder, run.work, prompts + [c for c in classes if c], cfg.quantization.text_encoder,
