@@ -1,5 +1,5 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
-.PHONY: test export readme browser-test
+.PHONY: test export readme browser-test floors release-check
 test:
 	@echo "== notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
@@ -11,6 +11,21 @@ test:
 	python -m pytest tests/ -q -p no:cacheprovider
 	@echo "== notebooks, top to bottom"
 	nbdev_test --n_workers 2
+	@$(MAKE) --no-print-directory release-check floors
+
+# The sdist and the wheel build and pass `twine check --strict` (what PyPI would refuse, refused here).
+release-check:
+	@echo "== release: sdist + wheel, twine check --strict"
+	@rm -rf .dist-check
+	python -m build --outdir .dist-check > .dist-check.log 2>&1 || { cat .dist-check.log; exit 1; }
+	twine check --strict .dist-check/*
+	@rm -rf .dist-check .dist-check.log
+
+# The dependency floors (constraints/floors.txt = settings.ini's >= versions) install together in a fresh environment
+# and pass the offline demo and the fast tests.
+floors:
+	@echo "== dependency floors: fresh environment, demo + fast tests"
+	python tools/check_floors.py
 export:
 	nbdev_export
 readme:

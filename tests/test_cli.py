@@ -20,7 +20,7 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     assert str(lora) in r.stdout
     with safe_open(str(lora), "pt") as f: assert f.metadata()["zimage_nb.steps"] == "60" and all(k.startswith("diffusion_model.") for k in f.keys())
     pipe = tiny_pipeline(); before = np.asarray(tiny_image(pipe), float)
-    pipe.load_lora_weights(str(lora)); after = np.asarray(tiny_image(pipe), float)
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name); after = np.asarray(tiny_image(pipe), float)
     assert np.abs(after - before).mean() > 0.5
     import json
     grid = json.loads((out / "comparison_grid.json").read_text())
@@ -60,7 +60,10 @@ def test_hardware_prints_the_profile_and_its_suggestions():
     r = run("hardware")
     hw = detect_hardware()
     assert r.returncode == 0 and r.stdout.splitlines()[0] == str(hw)
-    assert [l.split(" = ")[0].strip() for l in r.stdout.splitlines()[1:]] == [s.path for s in suggest_settings(hw)]
+    lines = r.stdout.splitlines()
+    assert [l.split(" = ")[0].strip() for l in lines[1:1 + len(suggest_settings(hw))]] == [s.path for s in suggest_settings(hw)]
+    import diffusers, transformers
+    assert f"diffusers {diffusers.__version__}" in r.stdout and f"transformers {transformers.__version__}" in r.stdout and "problem:" not in r.stdout
 
 def test_estimate_and_prepare_commands(tmp_path):
     f = tmp_path / "run.yaml"

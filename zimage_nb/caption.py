@@ -54,10 +54,12 @@ def finish_caption(text:str,          # what the model wrote
 
 # %% ../nbs/05b_caption.ipynb
 def _image_only(proc_cls):
-    "The processor class without its video processor (which needs torchvision): images are all captions use."
+    "The processor class without its video processor (which needs torchvision; images are all captions use), taking any tokenizer class."
     class ImageOnly(proc_cls):
         def check_argument_for_proper_class(self, name, arg):
+            from transformers import PreTrainedTokenizerBase
             if name == "video_processor" and arg is None: return None
+            if name == "tokenizer" and isinstance(arg, PreTrainedTokenizerBase): return type(arg)   # any tokenizer: only its common API is used
             return super().check_argument_for_proper_class(name, arg)
     ImageOnly.__name__ = f"ImageOnly{proc_cls.__name__}"
     return ImageOnly
@@ -124,7 +126,7 @@ def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a 
     return Captioner(model.eval().requires_grad_(False), _processor(folder), str(name), str(device), dtype)
 
 # %% ../nbs/05b_caption.ipynb
-TINY_CAPTIONER_VERSION = 1
+TINY_CAPTIONER_VERSION = 2
 VL_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
                     "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
                     "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
@@ -134,8 +136,9 @@ def tiny_captioner_folder(folder:str|Path=None, seed:int=0)->Path:
     "A random-weight Qwen3-VL captioner folder, built offline once (default: ~/.cache/zimage_nb/)."
     import shutil, tempfile
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen2VLImageProcessorPil
-    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-captioner-{seed}-v{TINY_CAPTIONER_VERSION}")
+    from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    import transformers
+    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-captioner-{seed}-v{TINY_CAPTIONER_VERSION}-tf{transformers.__version__}")  # configs differ between transformers 4 and 5
     if (folder / "config.json").exists(): return folder
     vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     bpe = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -158,7 +161,10 @@ def tiny_captioner_folder(folder:str|Path=None, seed:int=0)->Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     model.save_pretrained(tmp); tok.save_pretrained(tmp); (tmp / "chat_template.jinja").write_text(VL_CHAT_TEMPLATE)
-    with _quiet_transformers(): Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=128 * 128).save_pretrained(tmp)
+    pil = getattr(transformers, "Qwen2VLImageProcessorPil", None) or transformers.Qwen2VLImageProcessor   # the Pillow one (transformers 5.x names it ...Pil)
+    with _quiet_transformers(): pil(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=128 * 128).save_pretrained(tmp)
+    pp = json.loads((tmp / "preprocessor_config.json").read_text()); pp["image_processor_type"] = "Qwen2VLImageProcessor"   # as the Hub's folders name it
+    (tmp / "preprocessor_config.json").write_text(json.dumps(pp, indent=1))
     try: tmp.rename(folder)
     except OSError: shutil.rmtree(tmp)          # another process finished first
     return folder

@@ -48,7 +48,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     fresh = tiny_pipeline(seed)
     prompt = "zxq disc on a blue background"
     off = tiny_image(fresh, prompt, height=64, width=64, steps=4)
-    fresh.load_lora_weights(str(res["lora"]), adapter_name="demo")
+    fresh.load_lora_weights(str(res["lora"].parent), weight_name=res["lora"].name, adapter_name="demo")
     on = tiny_image(fresh, prompt, height=64, width=64, steps=4)
     change = float(np.abs(np.asarray(on, float) - np.asarray(off, float)).mean())
     pair = Image.new("RGB", (128, 64)); pair.paste(off, (0, 0)); pair.paste(on, (64, 0)); pair.save(out / "lora_off_on.png")
@@ -82,10 +82,12 @@ def _config(a, ready:bool=True):
     return cfg
 
 def _hardware(a):
-    from zimage_nb.hardware import detect_hardware
+    from zimage_nb.hardware import detect_hardware, versions_line, version_problems
     from zimage_nb.planner import suggest_settings
     hw = detect_hardware(); print(hw)
     for s in suggest_settings(hw): print(f"  {s.path} = {s.value!r}  # {s.why}")
+    print(f"versions: {versions_line()}")
+    for what, fix in version_problems(): print(f"  problem: {what}\n    fix: {fix}")
 
 def _init(a):
     from zimage_nb.hardware import KNOWN_GPUS

@@ -97,7 +97,8 @@ def add_frozen_lora(transformer, path:str|Path, # a LoRA file in any layout diff
                     field:str="model.training_adapter")->str:
     "Load a LoRA next to the others, frozen; returns its name."
     from diffusers import ZImagePipeline
-    try: sd = ZImagePipeline.lora_state_dict(str(path))
+    path = Path(path)
+    try: sd = ZImagePipeline.lora_state_dict(str(path.parent), weight_name=path.name)   # folder + name: also offline on older diffusers
     except Exception as e: raise ZImageError(f"{field}: {path} is not a LoRA diffusers can read ({type(e).__name__}: {e})", "give a Z-Image LoRA .safetensors file") from None
     if not any(k.startswith("transformer.") for k in sd):
         raise ZImageError(f"{field}: {path} has no Z-Image transformer LoRA weights", "is it a LoRA for another model?")

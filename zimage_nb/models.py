@@ -299,7 +299,9 @@ def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cac
                       seed:int=0)->Path:
     "The tiny offline model as a diffusers folder (written once)."
     from zimage_nb.tiny import tiny_pipeline, TINY_VERSION
-    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}")
+    import transformers
+    tf = transformers.__version__.split(".")[0]   # transformers 4 and 5 save tokenizers differently: one folder each
+    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}-tf{tf}")
     if (folder / "model_index.json").exists(): return folder
     shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,10 @@ class ConfigPanels:
 
     def widget(self)->W.Widget:
         "Everything in one box."
-        return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages, self.estimate])
+        from zimage_nb.hardware import versions_line, version_problems
+        probs = "".join(f"<div style='color:#d33'>&#10007; {html.escape(w)}: {html.escape(f)}</div>" for w, f in version_problems())
+        env = W.HTML(f"<div style='font-size:85%;color:#666'>{html.escape(versions_line())}</div>{probs}")
+        return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages, self.estimate, env])
 
     def _ipython_display_(self):
         from IPython.display import display

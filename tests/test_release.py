@@ -1,0 +1,62 @@
+"Release readiness: floors in one place and verified, the version in one place, the quickstarts' install cell."
+import configparser, json, re, sys, types
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = configparser.ConfigParser(); CFG.read(ROOT / "settings.ini")
+
+def floors_file():
+    return dict(l.split("==") for l in (ROOT / "constraints" / "floors.txt").read_text().splitlines() if l and not l.startswith("#"))
+
+def test_settings_floors_are_the_verified_floors():
+    reqs = dict(re.match(r"([A-Za-z0-9_.-]+)>=(.+)", r).groups() for r in CFG["DEFAULT"]["requirements"].split())
+    norm = lambda n: n.lower().replace("_", "-")
+    declared = {norm(k): v for k, v in reqs.items() if k != "torch"}
+    assert declared == {norm(k): v for k, v in floors_file().items()}
+    assert CFG["DEFAULT"]["min_python"] == "3.11"        # the Python the floors are checked on (diffusers >= 0.42 needs it too)
+
+def test_the_version_lives_in_settings_ini():
+    import zimage_nb
+    v = CFG["DEFAULT"]["version"]
+    assert zimage_nb.__version__ == v
+    for nb in ("20_colab_quickstart", "21_kaggle_quickstart"):
+        src = "".join("".join(c["source"]) for c in json.loads((ROOT / "nbs" / f"{nb}.ipynb").read_text())["cells"])
+        assert f'VERSION = "{v}"' in src, nb               # python tools/sync_version.py writes it
+        assert f'REPO = "{CFG["DEFAULT"]["git_url"]}"' in src, nb   # the fallback installs from settings.ini's git_url
+    assert f"## {v}" in (ROOT / "CHANGELOG.md").read_text()
+
+def install_cell(nb="20_colab_quickstart"):
+    "The quickstart's install cell up to its call (which runs only on Colab / Kaggle)."
+    cells = json.loads((ROOT / "nbs" / f"{nb}.ipynb").read_text())["cells"]
+    src = next("".join(c["source"]) for c in cells if "def install_zimage_nb" in "".join(c["source"]))
+    return src[:src.index("# end of install_zimage_nb")]      # its imports and the function, not the call
+
+class FakePip:
+    "Records pip commands; `fail` = substrings of commands that fail; `bump` = versions after the install."
+    def __init__(self, fail=(), bump=None): self.calls, self.fail, self.bump = [], fail, bump or {}
+    def __call__(self, cmd, **kw):
+        self.calls.append(cmd)
+        return types.SimpleNamespace(returncode=1 if any(f in " ".join(cmd) for f in self.fail) else 0, stdout="", stderr="No matching distribution found")
+
+@pytest.mark.parametrize("nb", ["20_colab_quickstart", "21_kaggle_quickstart"])
+def test_install_cell_pins_the_version_keeps_torch_and_falls_back_to_the_tag(nb, monkeypatch, capsys):
+    ns = {}; exec(install_cell(nb), ns)
+    pip = FakePip(fail=["zimage-nb==0.1.0"])
+    before = {"torch": "2.8.0+cu126", "diffusers": "0.35.0", "transformers": "4.57.1"}
+    after = dict(before, diffusers="0.42.1")
+    seen = iter([before, after])
+    monkeypatch.setitem(sys.modules, "diffusers", types.ModuleType("diffusers"))        # already imported in this runtime
+    how = ns["install_zimage_nb"]("0.1.0", "https://github.com/zimage-nb/zimage-nb", run=pip, installed=lambda: next(seen))
+    first, second = pip.calls
+    assert "zimage-nb==0.1.0" in first and "git+https://github.com/zimage-nb/zimage-nb@v0.1.0" in second
+    for cmd in pip.calls:
+        c = cmd[cmd.index("-c") + 1]; assert Path(c).read_text().split() == ["torch==2.8.0+cu126"]   # the image's torch is kept
+    out = capsys.readouterr().out
+    assert "not on PyPI yet" in out and "restart the runtime" in out.lower() and "diffusers 0.35.0 -> 0.42.1" in out
+    assert how == "repository"
+
+def test_install_cell_does_nothing_when_the_version_is_there():
+    ns = {}; exec(install_cell(), ns)
+    pip = FakePip()
+    assert ns["install_zimage_nb"]("0.1.0", "x", run=pip, installed=lambda: {"torch": "2.8", "zimage-nb": "0.1.0"}) == "already installed" and pip.calls == []
