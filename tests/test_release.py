@@ -60,3 +60,10 @@ def test_install_cell_does_nothing_when_the_version_is_there():
     ns = {}; exec(install_cell(), ns)
     pip = FakePip()
     assert ns["install_zimage_nb"]("0.1.0", "x", run=pip, installed=lambda: {"torch": "2.8", "zimage-nb": "0.1.0"}) == "already installed" and pip.calls == []
+
+def test_quickstart_badges_open_this_repository():
+    repo = CFG["DEFAULT"]["git_url"].removeprefix("https://github.com/")
+    for nb, host in (("20_colab_quickstart", "colab.research.google.com/github/"), ("21_kaggle_quickstart", "kaggle.com/kernels/welcome?src=https://github.com/")):
+        first = "".join(json.loads((ROOT / "nbs" / f"{nb}.ipynb").read_text())["cells"][0]["source"])
+        assert f"{host}{repo}/blob/main/nbs/{nb}.ipynb" in first, nb
+        assert f"{host}{repo}/blob/main/nbs/{nb}.ipynb" in (ROOT / "README.md").read_text()

@@ -13,6 +13,7 @@ def readme_text(nb_path=root / "nbs" / "index.ipynb") -> str:
     for c in json.loads(Path(nb_path).read_text())["cells"]:
         src = "".join(c["source"]).strip()
         if not src or (c["cell_type"] == "code" and src.startswith("#|")): continue
+        if c["cell_type"] == "markdown": src = src.replace("](images/", "](nbs/images/")   # pictures sit beside the notebook
         parts.append(src if c["cell_type"] == "markdown" else f"```python\n{src}\n```")
     return "\n\n".join(parts) + "\n"
 

@@ -14,6 +14,7 @@ It prints a held-out check as it goes: how often 8-step samples of held-out capt
 and shape colour. The numbers of the shipped file are in bench/RESULTS.md.
 """
 import argparse, copy, math, random, time
+from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file
 from zimage_nb.core import atomic_path
@@ -49,6 +50,22 @@ def held_out(pipe, seeds=(1, 2)):
             score += colour_check(img, col, bg)
     return score / (2 * len(HELD) * len(seeds))
 
+@torch.no_grad()
+def encode_pool(a, vae, tok, te, groups, texts):
+    "Latents of a.images pictures grouped by size, and the embedding of every caption (and of the empty one)."
+    lists = {}
+    for i in range(0, a.images, 64):
+        scenes = [tiny_scene(1_000_000 + j) for j in range(i, min(i + 64, a.images))]
+        for size in {im.size for im, _ in scenes}:
+            part = [(im, c) for im, c in scenes if im.size == size]
+            px = torch.stack([torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1) for im, _ in part])
+            g = lists.setdefault(size, ([], []))
+            g[0].extend(encode_latents(vae, px)); g[1].extend(c for _, c in part)
+    caps = sorted({c for g in lists.values() for c in g[1]} | {""})
+    for k in range(0, len(caps), 256):
+        for c, e in zip(caps[k:k + 256], encode_prompts(tok, te, caps[k:k + 256], max_sequence_length=64)): texts[c] = e
+    groups.update({s: (torch.stack(l), c) for s, (l, c) in lists.items()})
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--minutes", type=float, default=45)
@@ -57,26 +74,18 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--out", default="zimage_nb/assets/tiny_zimage.safetensors")
+    p.add_argument("--pool-cache", default="", help="a .pt file keeping the encoded pool between runs (made if missing)")
     a = p.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0); rng = random.Random(0)
     pipe = tiny_pipeline(0, trained=False)
     tok, te, vae, tr = pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer
     t0 = time.time()
     groups, texts = {}, {}
-    with torch.no_grad():
-        for i in range(0, a.images, 64):
-            scenes = [tiny_scene(1_000_000 + j) for j in range(i, min(i + 64, a.images))]
-            for size in {im.size for im, _ in scenes}:
-                part = [(im, c) for im, c in scenes if im.size == size]
-                px = torch.stack([torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1).permute(2, 0, 1) for im, _ in part])
-                lat = encode_latents(vae, px)
-                g = groups.setdefault(size, ([], []))
-                g[0].extend(lat); g[1].extend(c for _, c in part)
-        caps = sorted({c for g in groups.values() for c in g[1]} | {""})
-        for k in range(0, len(caps), 256):
-            for c, e in zip(caps[k:k + 256], encode_prompts(tok, te, caps[k:k + 256], max_sequence_length=64)): texts[c] = e
-    groups = {s: (torch.stack(l), c) for s, (l, c) in groups.items()}
-    print(f"pool: {a.images} pictures in {len(groups)} sizes, {len(caps)} captions, encoded in {time.time() - t0:.0f} s", flush=True)
+    if a.pool_cache and Path(a.pool_cache).exists(): groups, texts = torch.load(a.pool_cache, weights_only=False)   # our own file
+    else: encode_pool(a, vae, tok, te, groups, texts)
+    if a.pool_cache and not Path(a.pool_cache).exists(): torch.save((groups, texts), a.pool_cache)
+    caps = list(texts)
+    print(f"pool: {a.images} pictures in {len(groups)} sizes, {len(caps)} captions, ready in {time.time() - t0:.0f} s", flush=True)
     tr.train().requires_grad_(True)
     ema = copy.deepcopy(tr).eval().requires_grad_(False)
     opt = torch.optim.AdamW(tr.parameters(), lr=a.lr, weight_decay=0.0, betas=(0.9, 0.99))

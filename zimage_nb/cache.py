@@ -63,10 +63,12 @@ class CacheStore:
         return load_file(str(self.path(key)))
 
 # %% ../nbs/06_cache.ipynb
-def image_tensor(path:str|Path, bucket:tuple, crop:str="center", seed:int=0)->torch.Tensor:
+def image_tensor(path:str|Path, bucket:tuple, crop:str="center", seed:int=0,
+                 flip:bool=False)->torch.Tensor: # mirrored left-right (after the same crop)
     "The image cropped to `bucket` (w, h) as a [3, h, w] tensor in [-1, 1]."
     rng = random.Random(_sha(seed, str(path), bucket))
     img = crop_to_bucket(Image.open(path).convert("RGB"), bucket, crop, rng)
+    if flip: img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
 @torch.no_grad()
@@ -83,18 +85,20 @@ def decode_latents(vae, latents:torch.Tensor)->torch.Tensor:
 
 # %% ../nbs/06_cache.ipynb
 def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
-                  vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True)->dict:
-    "Encode every (image, bucket) not yet cached; returns {'index': {(file, res): key}, 'computed': n, 'reused': n}."
+                  vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True,
+                  flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
+    "Encode every (image, bucket) not yet cached; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'computed': n, 'reused': n}."
     fp, index, computed, reused = model_fingerprint(vae), {}, 0, 0
-    todo = [(r, res, b) for rep in reports for r in rep.usable for res, b in sorted(r.buckets.items())]
-    content = {r.prepared: file_sha(r.prepared) for r, _, _ in todo}  # each image read once, whatever its bucket count
-    for r, res, b in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
-        key = _sha("latent", content[r.prepared], b, crop, seed, fp)
-        index[(r.prepared, res)] = key
+    flips = list(flips or [False] * len(reports))
+    todo = [(r, res, b, f) for rep, fl in zip(reports, flips) for r in rep.usable for res, b in sorted(r.buckets.items()) for f in ((False, True) if fl else (False,))]
+    content = {r.prepared: file_sha(r.prepared) for r, *_ in todo}  # each image read once, whatever its bucket count
+    for r, res, b, f in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
+        key = _sha("latent", content[r.prepared], b, crop, seed, fp, *(["flip"] if f else []))   # unflipped keys as before: old caches stay valid
+        index[(r.prepared, res, "flip") if f else (r.prepared, res)] = key
         if store.valid(key): reused += 1; continue
-        lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed)[None])[0]
+        lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]
         if not torch.isfinite(lat).all(): raise ZImageError(f"the VAE produced NaN/Inf for {r.file}", "use fp32 or bf16 for the VAE (fp16 overflows on some images)")
-        store.put(key, {"latent": lat.float()}, kind="latent", file=r.file, bucket=list(b)); computed += 1
+        store.put(key, {"latent": lat.float()}, kind="latent", file=r.file, bucket=list(b), flip=f); computed += 1
     return dict(index=index, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb
@@ -121,7 +125,8 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
                  work:str|Path,              # caches go to work/cache/{latents,text}
                  sample_prompts:list=(),     # encoded too, for in-training samples
                  text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu",
-                 crop:str="center", seed:int=0, max_sequence_length:int=512, progress:bool=True)->dict:
+                 crop:str="center", seed:int=0, max_sequence_length:int=512, progress:bool=True,
+                 flips:list=None)->dict:     # per report: also cache mirrored latents
     "Cache latents and text embeddings, loading the VAE and text encoder only for this."
     import weakref
     from diffusers import AutoencoderKL
@@ -129,7 +134,7 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
     from zimage_nb.models import load_text_encoder
     folder, work = Path(model_folder), Path(work)
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
-    lat = cache_latents(reports, vae, CacheStore(work / "cache" / "latents"), crop, seed, progress)
+    lat = cache_latents(reports, vae, CacheStore(work / "cache" / "latents"), crop, seed, progress, flips)
     refs = [weakref.ref(vae)]; del vae
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
     long = [x for rep in reports for x in long_captions(rep, tok, max_sequence_length)]

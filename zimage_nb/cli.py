@@ -10,52 +10,56 @@ from .core import ZImageError
 from .config import PRESETS, ConfigError, preset, save_config, load_config, validate_config
 
 # %% auto #0
-__all__ = ['run_demo', 'apply_sets', 'build_parser', 'main']
+__all__ = ['DEMO_STEPS', 'DEMO_PROMPT', 'DEMO_SAMPLE', 'run_demo', 'apply_sets', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb
+DEMO_STEPS = 160                                                  # the demo LoRA's steps: enough to draw the subject's colours
+DEMO_PROMPT = "zxq disc on a blue background"                     # the trigger prompt of the demo's grid
+DEMO_SAMPLE = "a large pink disc in the middle on a grey background"  # the first sample: the base draws its world
+
 def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo writes
-             seed:int=0,                    # seed of the tiny model
-             steps:int=60,                  # training steps of the demo LoRA
+             seed:int=0,                    # seed in the tiny model folder's name (the weights are the shipped pretrained ones)
+             steps:int=DEMO_STEPS,          # training steps of the demo LoRA
              log=print)->dict:              # where progress lines go
     "The offline demo: tiny model -> NF4 load -> a sample -> a short LoRA training -> the LoRA loaded in diffusers -> a comparison grid. Returns the paths it wrote."
     import numpy as np, torch
     from PIL import Image
     from zimage_nb.hardware import detect_hardware
     from zimage_nb.models import load_pipeline, tiny_model_folder, weight_report
-    from zimage_nb.tiny import tiny_image, tiny_pipeline, write_tiny_lora
+    from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share
     from zimage_nb.train import train, write_demo_dataset, eval_loss
     from zimage_nb.lora import adapters_off, TRAINED
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
     log(f"hardware: {detect_hardware()}")
     paths = {"model": tiny_model_folder(out / "tiny-model", seed), "photos": write_demo_dataset(out / "photos")}
-    log(f"tiny Z-Image model: {paths['model']}")
+    log(f"tiny Z-Image model (pretrained on the tiny world of shapes): {paths['model']}")
     t0 = time.time()
     pipe = load_pipeline(paths["model"], "nf4", "nf4", dtype=torch.float32, device="cpu", progress=False)
     log(f"loaded with NF4 transformer ({weight_report(pipe.transformer)['quantized_layers']} 4-bit layers) and NF4 text encoder in {time.time() - t0:.1f} s")
-    tiny_image(pipe, "a red cube on a table", height=64, width=64, steps=4).save(out / "sample_nf4.png"); paths["sample"] = out / "sample_nf4.png"
-    log(f"sample (4 steps, guidance 0): {paths['sample']}")
-    paths["adapter"] = write_tiny_lora(pipe.transformer, out / "training_adapter.safetensors", "ostris", rank=4, seed=3, scale=0.1)
+    tiny_image(pipe, DEMO_SAMPLE, height=64, width=64).save(out / "sample_nf4.png"); paths["sample"] = out / "sample_nf4.png"
+    log(f"sample of {DEMO_SAMPLE!r} (8 steps, guidance 0): {paths['sample']}")
     cfg = preset("tiny", job__output_dir=str(out), job__name="demo", job__trigger_word="zxq", datasets__0__path=str(paths["photos"]),
-                 model__name_or_path=str(paths["model"]), model__variant="turbo", model__training_adapter=str(paths["adapter"]),
-                 training__steps=steps, save__every=max(1, steps // 2), sample__every=max(1, steps // 2))
+                 model__name_or_path=str(paths["model"]), training__steps=steps, save__every=max(1, steps // 2), sample__every=max(1, steps // 2),
+                 training__timestep_type="uniform", training__dop_class_word="a")   # uniform: the low-noise steps the subject's details need; DOP keeps "a disc"
     paths["config"] = save_config(cfg, out / "config.yaml")
-    log(f"training {steps} steps (NF4 base, cached latents and text, training adapter on): {out / 'demo'}")
+    log(f"training {steps} steps on pictures of 'zxq', a red disc with a yellow ring (NF4 base, cached latents and text, DOP keeping 'a disc' as it was): {out / 'demo'}")
     t0 = time.time(); res = train(cfg, work=out / "work", progress=False)
     after = eval_loss(res["run"])
     with adapters_off(res["run"].transformer, TRAINED): before = eval_loss(res["run"])
     log(f"trained in {time.time() - t0:.1f} s; loss at fixed noise {before:.3f} without the LoRA -> {after:.3f} with it ({1 - after / before:.0%} lower)")
     paths["lora"] = res["lora"]
-    fresh = tiny_pipeline(seed)
-    prompt = "zxq disc on a blue background"
-    off = tiny_image(fresh, prompt, height=64, width=64, steps=4)
+    fresh = tiny_pipeline()
+    off = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, seed=s) for s in (1, 2, 3)]
     fresh.load_lora_weights(str(res["lora"].parent), weight_name=res["lora"].name, adapter_name="demo")
-    on = tiny_image(fresh, prompt, height=64, width=64, steps=4)
-    change = float(np.abs(np.asarray(on, float) - np.asarray(off, float)).mean())
-    pair = Image.new("RGB", (128, 64)); pair.paste(off, (0, 0)); pair.paste(on, (64, 0)); pair.save(out / "lora_off_on.png")
-    paths["comparison"] = out / "lora_off_on.png"
-    log(f"LoRA {res['lora']} loaded with diffusers' load_lora_weights: mean pixel change {change:.1f}/255 ({paths['comparison']})")
+    on = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, seed=s) for s in (1, 2, 3)]
+    pair = Image.new("RGB", (3 * 64, 128))
+    for i, (a, b) in enumerate(zip(off, on)): pair.paste(a, (64 * i, 0)); pair.paste(b, (64 * i, 64))
+    pair.save(out / "lora_off_on.png"); paths["comparison"] = out / "lora_off_on.png"
+    share = lambda ims: float(np.mean([subject_share(im) for im in ims]))
+    log(f"LoRA {res['lora']} loaded in a fresh pipeline with diffusers' load_lora_weights; {DEMO_PROMPT!r}, 3 seeds: red/yellow pixels "
+        f"{share(off):.1%} without it (the base draws a disc of its own colours) -> {share(on):.1%} with it (the subject); {paths['comparison']}: top off, bottom on")
     from zimage_nb.sample import Sampler, render_grid, combine, seed_rows, setting_columns, toggle
-    grid = render_grid(Sampler.from_run(res["run"]), seed_rows(prompt, [1, 2]), combine(setting_columns("turbo", "non-accelerated"), toggle(TRAINED)),
+    grid = render_grid(Sampler.from_run(res["run"]), seed_rows(DEMO_PROMPT, [1, 2, 3]), combine(setting_columns("turbo", "non-accelerated"), toggle(TRAINED)),
                        base=dict(width=64, height=64), title="demo LoRA: Turbo 8-step vs non-accelerated, off / on", path=out / "comparison_grid.png", progress=False)
     paths["grid"] = out / "comparison_grid.png"
     log(f"comparison grid (rows: seeds; columns: {' / '.join(grid.col_labels)}): {paths['grid']} and .json")
@@ -124,11 +128,14 @@ def _train(a):
 
 def _estimate(a):
     from zimage_nb.hardware import KNOWN_GPUS
-    from zimage_nb.planner import estimate_training
+    from zimage_nb.planner import estimate_training, time_budget
     cfg = _config(a, ready=False)          # the estimate does not depend on where the images are
     for g in (a.gpu or [None]):
         if g and g not in KNOWN_GPUS: raise ZImageError(f"--gpu {g} is not a known GPU", f"use one of {', '.join(KNOWN_GPUS)}")
-        print(estimate_training(cfg, g))
+        e = estimate_training(cfg, g)
+        print(e)
+        if e.gpu.device == "cuda":
+            for p in a.platform or ["colab-free", "kaggle"]: print("  " + str(time_budget(cfg, e, p)))
 
 def _prepare(a):
     from zimage_nb.data import prepare_datasets
@@ -169,7 +176,7 @@ def build_parser()->argparse.ArgumentParser:
     d = sub.add_parser("demo", help="offline demo on the tiny model (no downloads)")
     d.add_argument("--out", default="zimage-nb-demo", help="folder for everything it writes (default: ./zimage-nb-demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of the tiny model")
-    d.add_argument("--steps", type=int, default=60, help="training steps of the demo LoRA")
+    d.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the demo LoRA (default {DEMO_STEPS})")
     d.set_defaults(fn=_demo)
     t = sub.add_parser("train", help="train a LoRA from a YAML config (resumes the job's latest checkpoint)")
     t.add_argument("config", help="the .yaml file (see `zimage-nb init`)")
@@ -182,6 +189,7 @@ def build_parser()->argparse.ArgumentParser:
     e.add_argument("config", help="the .yaml file")
     e.add_argument("--gpu", action="append", help="a known GPU (T4, L4, A100, ...; repeat for several); default: this machine's")
     e.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field first, e.g. --set advanced.train_offload=true (repeat)")
+    e.add_argument("--platform", action="append", choices=("colab-free", "kaggle", "local"), help="session limits to compare the run's time with (repeatable; default: colab-free and kaggle)")
     e.set_defaults(fn=_estimate)
     r = sub.add_parser("prepare", help="check and prepare the config's datasets; print the report")
     r.add_argument("config", help="the .yaml file")

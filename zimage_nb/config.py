@@ -74,6 +74,7 @@ class SaveConfig:
     every: int = opt(250, "Save a checkpoint every N steps.", lo=1)
     keep: int = opt(4, "Keep the last K checkpoints.", lo=1)
     dtype: str = opt("bf16", "Precision of the exported LoRA file.", choices=("bf16", "fp16", "fp32"))
+    ema_export: str = opt("second-file", "With training.ema_decay on: write the EMA weights as <name>_ema.safetensors beside the LoRA, or instead of the raw weights.", choices=("second-file", "instead"))
     push_to_hub: bool = opt(False, "Upload the final LoRA and a model card to the Hub.")
     hub_repo: str = opt("", "Hub repo for the upload, e.g. 'you/my-zimage-lora'.")
 
@@ -100,6 +101,10 @@ class TrainingConfig:
     dop_class_word: str = opt("", "Differential output preservation: the class word that replaces the trigger (e.g. 'woman'); '' = off.")
     dop_weight: float = opt(1.0, "Weight of the DOP loss (the LoRA must leave the class prompt as the base model had it).", lo=0, hi=10)
     blank_prompt_preservation: float = opt(0.0, "Weight of blank-prompt preservation (the LoRA must not change the empty prompt's output); 0 = off.", lo=0, hi=10)
+    ema_decay: float = opt(0.0, "Keep an exponential moving average of the LoRA weights (0 = off; 0.99-0.999 typical): smoother weights, often steadier samples.", lo=0, hi=0.9999)
+    ema_start: int = opt(0, "Step from which the EMA averages; before it, it follows the weights.", lo=0)
+    eval_every: int = opt(0, "Validation loss every N steps on held-out images at fixed noise (0 = off): rising while the training loss falls means overfitting.", lo=0)
+    eval_holdout: int = opt(2, "Images of the first dataset kept out of training for the validation loss (0 = score the training images instead).", lo=0, hi=1000)
     gradient_checkpointing: bool = opt(True, "Recompute activations in the backward pass to save VRAM.")
     cache_latents: bool = opt(True, "Encode images once and unload the VAE while training.")
     cache_text_embeddings: bool = opt(True, "Encode captions once and unload the text encoder while training.")
@@ -117,6 +122,7 @@ class DatasetConfig:
     allow_upscale: bool = opt(False, "Use images smaller than a bucket by upscaling them (blurs them; off = such images skip that size).")
     large_images: str = opt("reduce", "Images over 89 megapixels (scans, panoramas): reduce them while decoding, or skip them.", choices=("reduce", "skip"))
     auto_caption: str = opt("off", "Caption images that have no caption before training (advanced.caption_model): short, detailed, or not-subject (everything but the subject, for a character or object).", choices=("off", "short", "detailed", "not-subject"))
+    flip: bool = opt(False, "Also train on each image mirrored left-right (twice the cached latents). Leave off for text, logos, asymmetric subjects or captions that say left/right.")
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 # %% ../nbs/01_config.ipynb

@@ -46,6 +46,20 @@ def pcie_rate(gen:int, # PCIe generation (3 = PCIe 3.0)
     "Estimated host -> GPU copy rate from pinned memory, GB/s."
     return round(PCIE_LANE_GBPS.get(int(gen), 0.985) * int(width) * PCIE_EFFICIENCY, 1)
 
+def _smi_props(index:int=0)->tuple|None:
+    "(name, memory GiB, (major, minor)) of GPU `index` from nvidia-smi, or None. Unlike torch's device properties this leaves CUDA uninitialised in this process, which accelerate's notebook_launcher (two GPUs on Kaggle) requires."
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+        name, mem, cap = (x.strip() for x in out.strip().splitlines()[0].split(","))
+        major, minor = cap.split(".")
+        return name, float(mem) / 1024, (int(major), int(minor))
+    except Exception: return None
+
+def _torch_props(index:int=0)->tuple:
+    p = torch.cuda.get_device_properties(index)
+    return p.name, p.total_memory / 2**30, (p.major, p.minor)
+
 def _pcie_link(index:int=0)->tuple|None:
     "(generation, width) of GPU `index`'s PCIe link from nvidia-smi, or None."
     try:
@@ -59,10 +73,10 @@ def _pcie_link(index:int=0)->tuple|None:
 def detect_hardware()->HardwareProfile:
     "Profile this machine's first GPU and host RAM."
     ram = psutil.virtual_memory().total / 2**30
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
+    if torch.cuda.is_available():                      # asks the driver (NVML): CUDA itself is not initialised
+        name, vram, cc = _smi_props(0) or _torch_props(0)
         link = _pcie_link(0)
-        return HardwareProfile("cuda", p.name, p.total_memory / 2**30, (p.major, p.minor), torch.cuda.device_count(), ram,
+        return HardwareProfile("cuda", name, vram, cc, torch.cuda.device_count(), ram,
                                pcie_rate(*link) if link else HardwareProfile.pcie_gbps)
     dev = "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
     return HardwareProfile(dev, host_ram_gb=ram)

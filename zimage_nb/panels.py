@@ -138,7 +138,7 @@ class ConfigPanels:
     def _estimate(self):
         "The planner's verdict for this config on this GPU (or on T4, L4 and A100 when there is none)."
         from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
-        from zimage_nb.planner import estimate_training, calibration_note
+        from zimage_nb.planner import estimate_training, calibration_note, time_budget, session_platform
         if self.hardware is None: self.hardware = detect_hardware()
         gpus = [self.hardware] if self.hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
         rows = []
@@ -146,7 +146,9 @@ class ConfigPanels:
             e = estimate_training(self.cfg, g)
             verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
             off = f", blocks streamed from host RAM ({e.offload['pinned'] / 2**30:.1f} GiB pinned, ~{e.offload['copy_s']:.1f} s of copies per step)" if e.offload else ""
-            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step{off}: {verdict}</div>")
+            budget = time_budget(self.cfg, e, "colab-free" if self.hardware.device != "cuda" and session_platform() == "local" else None)   # no GPU here: planned as on Colab
+            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step{off}: {verdict}"
+                        f"<br>&nbsp;&nbsp;{html.escape(str(budget))}</div>")
         self.estimate.value = f"<div style='font-size:90%'><b>estimate</b> ({html.escape(calibration_note())})" + "".join(rows) + "</div>"
 
     def _show(self, problems:list, warns:list):
@@ -171,8 +173,9 @@ class ConfigPanels:
 # %% ../nbs/11_panels.ipynb
 import io, threading, time
 
-def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2)->bytes:
-    "A small loss curve (raw steps and a running mean) as PNG bytes."
+def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2,
+                  val:list=None)->bytes:   # (step, validation loss) points, drawn as markers
+    "A small loss curve (raw steps and a running mean, and the validation loss) as PNG bytes."
     import matplotlib; import matplotlib.pyplot as plt
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     fig = matplotlib.figure.Figure(figsize=(width, height), dpi=90)
@@ -181,6 +184,7 @@ def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2)->bytes:
     ax.plot(xs, losses, lw=0.6, alpha=0.4, label="step")
     k = max(1, len(losses) // 20)
     mean = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
+    if val: ax.plot(*zip(*val), "o-", ms=3, lw=1, label="validation")
     ax.plot(xs, mean, lw=1.5, label=f"mean of {k}"); ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(fontsize=7); fig.tight_layout()
     buf = io.BytesIO(); fig.savefig(buf, format="png"); return buf.getvalue()
 
@@ -193,14 +197,15 @@ class RunPanel:
         self.start_button.on_click(lambda _: self.start()); self.stop_button.on_click(lambda _: self.stop())
         self.bar, self.status = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="420px")), W.HTML()
         self.plot, self.sample = W.Image(format="png"), W.Image(format="png")
-        self.losses, self.result, self.error, self.thread, self._stop = [], None, None, None, threading.Event()
+        self.losses, self.val, self.result, self.error, self.thread, self._stop = [], [], None, None, None, threading.Event()
 
     def _event(self, e:dict):
         if e["event"] == "step":
             self.losses.append(e["loss"]); self.bar.value = e["step"]
+            if "val_loss" in e: self.val.append((e["step"], e["val_loss"]))
             t = e["time"] / max(1, len(self.losses))
-            self.status.value = f"step {e['step']}/{self.bar.max} · loss {e['loss']:.4f} · lr {e['lr']:.1e} · {t:.2f} s/step · ETA {t * (self.bar.max - e['step']) / 60:.1f} min"
-            if len(self.losses) % 5 == 0 or e["step"] == self.bar.max: self.plot.value = loss_plot_png([x for x in self.losses if x == x])
+            self.status.value = f"step {e['step']}/{self.bar.max} · loss {e['loss']:.4f}{f' · validation {self.val[-1][1]:.4f}' if self.val else ''} · lr {e['lr']:.1e} · {t:.2f} s/step · ETA {t * (self.bar.max - e['step']) / 60:.1f} min"
+            if len(self.losses) % 5 == 0 or e["step"] == self.bar.max or "val_loss" in e: self.plot.value = loss_plot_png([x for x in self.losses if x == x], val=self.val)
         elif e["event"] == "sample" and e.get("path"): self.sample.value = open(e["path"], "rb").read()
         elif e["event"] == "checkpoint": self.status.value += f" · checkpoint {e['path'].rsplit('/', 1)[-1]}"
 
@@ -219,7 +224,7 @@ class RunPanel:
     def start(self, wait:bool=False): # wait: block until done (tests, scripts)
         "Validate, then train in a background thread."
         if self.panels.check(): self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"; return
-        self._stop.clear(); self.losses, self.result, self.error = [], None, None
+        self._stop.clear(); self.losses, self.val, self.result, self.error = [], [], None, None
         self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "preparing datasets and caches, loading the model..."

@@ -15,9 +15,10 @@ from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'GUESS', 'PEAK_TFLOPS', 'CALIBRATION',
-           'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops', 'Estimate', 'calibration_note',
-           'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training', 'measured_parts', 'TensorPeak',
-           'Suggestion', 'apply_suggestions', 'suggest_settings', 'row_config', 'calibrate_cuda']
+           'SESSION_LIMITS', 'SETUP_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
+           'Estimate', 'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
+           'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings', 'session_platform',
+           'TimeBudget', 'time_budget', 'row_config', 'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -275,6 +276,56 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
         on = estimate_training(apply_suggestions(fitted, [S("advanced.train_offload", True, "")]), hw)
         if on.fits: out.append(S("advanced.train_offload", True, _offload_why(off, on, vram)))
     return out
+
+# %% ../nbs/02b_planner.ipynb
+SESSION_LIMITS = {"colab-free": dict(hours=4.0, label="Colab free (about 4 h of GPU a session, varies with demand)"),
+                  "kaggle": dict(hours=12.0, week_hours=30.0, label="Kaggle (12 h a session, 30 h of GPU a week)"),
+                  "local": dict(hours=None, label="no session limit")}
+
+def session_platform()->str:
+    "Where this runs: colab-free, kaggle or local (Colab Pro's longer sessions are not detectable: planned as free)."
+    import os, sys
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ: return "kaggle"
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ: return "colab-free"
+    return "local"
+
+@dataclass
+class TimeBudget:
+    "The run's total GPU time against a platform's session limit."
+    total_s: float; platform: str; sessions: int; fits: bool; suggestions: list
+
+    def __str__(self):
+        lim = SESSION_LIMITS[self.platform]
+        head = f"time: ~{self.total_s / 3600:.1f} h for the whole run on {lim['label']}"
+        if lim["hours"] is None: return head
+        if self.fits: return f"{head}: fits one session"
+        week = f"; {lim['week_hours']:.0f} h a week allows {int(lim['week_hours'] * 3600 // self.total_s)} such runs" if lim.get("week_hours") and self.total_s <= lim["week_hours"] * 3600 else ""
+        return f"{head}: needs {self.sessions} sessions (it resumes from the last checkpoint each time){week}. To fit one: " + "; or ".join(self.suggestions)
+
+SETUP_S = 600.0   # loading the model, caching latents and text, samples: an allowance, not a measurement
+
+def time_budget(cfg:ZConfig, est, # the config and its `estimate_training`
+                platform:str=None,  # a SESSION_LIMITS key (default: `session_platform()`)
+                margin:float=0.9)->TimeBudget: # the share of a session planned for training
+    "Total time of the run and the number of sessions it needs; settings that fit one session when it needs more."
+    platform = platform or session_platform()
+    total = cfg.training.steps * est.seconds_per_step + SETUP_S
+    hours = SESSION_LIMITS[platform]["hours"]
+    if hours is None: return TimeBudget(total, platform, 1, True, [])
+    usable = hours * 3600 * margin
+    sessions = max(1, math.ceil(total / usable))
+    tips = []
+    if sessions > 1:
+        steps = int((usable - SETUP_S) / est.seconds_per_step) // 50 * 50
+        if steps >= 500: tips.append(f"training.steps = {steps}")
+        res = sorted({r for d in cfg.datasets for r in d.resolutions})
+        if len(res) > 1:
+            smaller = copy.deepcopy(cfg)
+            for d in smaller.datasets: d.resolutions = [r for r in d.resolutions if r < res[-1]] or d.resolutions
+            e2 = estimate_training(smaller, est.gpu)
+            if cfg.training.steps * e2.seconds_per_step + SETUP_S <= usable: tips.append(f"drop the {res[-1]} resolution (~{e2.seconds_per_step:.1f} s/step)")
+        if not tips: tips.append(f"training.steps = {max(50, steps)} (the shortest that fits; or train over {sessions} sessions)")
+    return TimeBudget(total, platform, sessions, sessions == 1, tips)
 
 # %% ../nbs/02b_planner.ipynb
 def row_config(r:dict)->ZConfig:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_sample.ipynb
 from __future__ import annotations
-import gc, itertools, json, textwrap, time, warnings
+import functools, gc, itertools, json, os, textwrap, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -15,8 +15,8 @@ from .lora import TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_frozen_lora, lor
 
 # %% auto #0
 __all__ = ['SAMPLING', 'sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns',
-           'weight_sweep', 'toggle', 'combine', 'variant_label', 'Grid', 'render_grid', 'checkpoint_loras',
-           'checkpoint_grid']
+           'weight_sweep', 'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font',
+           'missing_glyphs', 'Grid', 'render_grid', 'checkpoint_loras', 'checkpoint_grid']
 
 # %% ../nbs/09_sample.ipynb
 SAMPLING = {"turbo": dict(steps=8, guidance=0.0),            # Turbo as distilled: 8 forwards, no CFG
@@ -176,6 +176,41 @@ def variant_label(v:dict)->str:
     return " · ".join(parts) or "default"
 
 # %% ../nbs/09_sample.ipynb
+_CJK_RANGES = ((0x2E80, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF), (0x20000, 0x2FA1F))
+_CJK_NAMES = ("notosanscjk", "notoserifcjk", "notosanssc", "sourcehansans", "wqy", "droidsansfallback", "msyh", "simhei", "simsun",
+              "pingfang", "hiragino", "yugoth", "malgun", "arphic", "uming", "ukai")
+
+def has_cjk(text:str)->bool:
+    "Whether `text` holds Chinese, Japanese or Korean characters."
+    return any(lo <= ord(ch) <= hi for ch in text for lo, hi in _CJK_RANGES)
+
+@functools.lru_cache(None)
+def label_fonts()->dict:
+    "Font files for grid labels: 'latin' (matplotlib's DejaVu Sans: Latin, accents, ×, ·, …) and 'cjk' (a CJK font found on this system, or None)."
+    from matplotlib import font_manager
+    cjk = os.environ.get("ZIMAGE_NB_CJK_FONT") or None
+    if not cjk:
+        found = [f for f in font_manager.findSystemFonts() if any(n in Path(f).name.lower().replace("-", "").replace("_", "") for n in _CJK_NAMES)]
+        cjk = min(found, key=lambda f: (not any(s in f.lower() for s in ("sc", "zenhei", "microhei", "msyh")), "bold" in f.lower(), f)) if found else None
+    return {"latin": str(font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"))), "cjk": cjk}   # str: newer matplotlib returns a FontPath
+
+_CJK_HINT = ("grid labels hold Chinese/Japanese/Korean text but no CJK font was found, so those characters show as boxes: "
+             "install one (Colab, Kaggle, Debian/Ubuntu: `apt-get install fonts-noto-cjk`; or set ZIMAGE_NB_CJK_FONT to a .ttf/.otf/.ttc file)")
+
+def label_font(text:str, size:int=13):
+    "A Pillow font that draws every character of `text` (a CJK font only where the text needs one; one warning if none is installed)."
+    fonts = label_fonts()
+    path = fonts["cjk"] if has_cjk(text) and fonts["cjk"] else fonts["latin"]
+    if has_cjk(text) and not fonts["cjk"]: warnings.warn(_CJK_HINT, stacklevel=2)
+    return ImageFont.truetype(path, size)
+
+def missing_glyphs(text:str, font)->str:
+    "The characters of `text` that `font` (a Pillow FreeTypeFont) has no glyph for."
+    from matplotlib.ft2font import FT2Font
+    cmap = FT2Font(font.path).get_charmap()
+    return "".join(sorted({ch for ch in text if ch.strip() and ord(ch) not in cmap}))
+
+# %% ../nbs/09_sample.ipynb
 @dataclass
 class Grid:
     "Rendered rows × columns with their labels and settings."
@@ -186,31 +221,33 @@ class Grid:
         w, h = self.images[0][0].size
         k = max(1, -(-min_side // min(w, h)))
         cw, ch = w * k, h * k
-        font = ImageFont.load_default(size=13)
         wrap = lambda s, n: textwrap.wrap(s, n) or [""]
         top = 18 * max(len(wrap(c, cw // 7)) for c in self.col_labels) + (24 if self.title else 4)
         left = 150
         g = Image.new("RGB", (left + cw * len(self.col_labels), top + ch * len(self.row_labels)), "white")
         d = ImageDraw.Draw(g)
-        if self.title: d.text((4, 2), self.title, fill="black", font=font)
+        if self.title: d.text((4, 2), self.title, fill="black", font=label_font(self.title))
         for j, lab in enumerate(self.col_labels):
-            for i, line in enumerate(wrap(lab, cw // 7)): d.text((left + j * cw + 4, top - 18 * len(wrap(lab, cw // 7)) + 18 * i), line, fill="black", font=font)
+            for i, line in enumerate(wrap(lab, cw // 7)): d.text((left + j * cw + 4, top - 18 * len(wrap(lab, cw // 7)) + 18 * i), line, fill="black", font=label_font(line))
         for i, lab in enumerate(self.row_labels):
-            for n, line in enumerate(wrap(lab, 20)): d.text((4, top + i * ch + 4 + 16 * n), line, fill="black", font=font)
+            for n, line in enumerate(wrap(lab, 20)): d.text((4, top + i * ch + 4 + 16 * n), line, fill="black", font=label_font(line))
             for j, im in enumerate(self.images[i]): g.paste(im.resize((cw, ch), Image.NEAREST), (left + j * cw, top + i * ch))
         return g
 
     def show(self, size:float=2.2):
         "Draw inline (matplotlib); returns the figure."
         import matplotlib.pyplot as plt
+        from matplotlib import font_manager
         r, c = len(self.row_labels), len(self.col_labels)
+        fam, cjk = ["DejaVu Sans"], label_fonts()["cjk"]
+        if cjk: font_manager.fontManager.addfont(cjk); fam.append(font_manager.FontProperties(fname=cjk).get_name())   # fallback for CJK
         fig, axs = plt.subplots(r, c, figsize=(size * c, size * r + 0.4), squeeze=False)
         for i in range(r):
             for j in range(c):
                 ax = axs[i][j]; ax.imshow(self.images[i][j]); ax.set_xticks([]); ax.set_yticks([])
-                if i == 0: ax.set_title("\n".join(textwrap.wrap(self.col_labels[j], 24)), fontsize=8)
-                if j == 0: ax.set_ylabel("\n".join(textwrap.wrap(self.row_labels[i], 18)), fontsize=8)
-        if self.title: fig.suptitle(self.title, fontsize=10)
+                if i == 0: ax.set_title("\n".join(textwrap.wrap(self.col_labels[j], 24)), fontsize=8, family=fam)
+                if j == 0: ax.set_ylabel("\n".join(textwrap.wrap(self.row_labels[i], 18)), fontsize=8, family=fam)
+        if self.title: fig.suptitle(self.title, fontsize=10, family=fam)
         fig.tight_layout()
         return fig
 

@@ -13,11 +13,13 @@ from importlib.resources import files
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+import numpy as np
 
 # %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'TINY_VERSION',
-           'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'tiny_vae', 'tiny_pipeline', 'tiny_image',
-           'to_original_layout', 'write_single_file', 'write_tiny_lora']
+__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'SCENE_COLOURS',
+           'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer',
+           'draw_shape', 'tiny_scene', 'subject_share', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'to_original_layout',
+           'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -35,38 +37,108 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['cont
                  "{% if add_generation_prompt %}<|im_start|>assistant\n"
                  "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
 
+SCENE_COLOURS = {"blue": (40, 60, 200), "green": (40, 160, 60), "grey": (128, 128, 128), "purple": (120, 40, 160),
+                 "teal": (0, 128, 128), "brown": (120, 80, 40), "navy": (20, 20, 90), "olive": (110, 110, 20),
+                 "white": (235, 235, 235), "black": (15, 15, 15), "orange": (240, 130, 20), "pink": (240, 130, 190)}
+SCENE_SHAPES = ("disc", "square", "triangle")
+_WORDS = [*SCENE_COLOURS, *SCENE_SHAPES, "small", "large", "on", "the", "left", "right", "in", "middle", "background",
+          "user", "assistant", "system"]
+
+def _word_merges()->tuple[dict, list]:
+    "Byte vocabulary plus one merge chain per word, with and without a leading space (Ġ chains rank first, so words come out whole)."
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = []
+    for lead in ("\u0120", ""):
+        for w in _WORDS:
+            tok, *rest = lead + w
+            for ch in rest:
+                if (tok, ch) not in merges: merges.append((tok, ch))
+                tok += ch; vocab.setdefault(tok, len(vocab))
+    return vocab, merges
+
 def tiny_tokenizer(max_length:int=512 # the model_max_length the pipeline pads to
                   )->PreTrainedTokenizerFast:
-    "A byte-level tokenizer with Qwen3's special tokens and chat template."
-    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    "A byte-level tokenizer with whole-word tokens for the tiny world's captions, Qwen3's special tokens and chat template."
+    vocab, merges = _word_merges()
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
     tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=CHAT_TEMPLATE, model_max_length=max_length)
 
 # %% ../nbs/03_tiny.ipynb
+SUBJECT = dict(word="zxq", body=(220, 20, 20), ring=(250, 220, 0))   # the demo's subject: colours the base never saw
+
+def draw_shape(im, shape:str, x:int, y:int, r:int, # shape (SCENE_SHAPES or "zxq"), centre and half-size in pixels
+               colour:tuple, ring:tuple=None):     # fill colour; the colour of a 4-pixel ring around it
+    "Draw one shape on the PIL image `im`."
+    from PIL import ImageDraw
+    d = ImageDraw.Draw(im)
+    if ring: d.ellipse([x - r - 4, y - r - 4, x + r + 4, y + r + 4], fill=ring)
+    if shape in ("disc", "zxq"): d.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+    elif shape == "square": d.rectangle([x - r, y - r, x + r, y + r], fill=colour)
+    else: d.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=colour)
+    return im
+
+def tiny_scene(seed:int,                # same seed, same picture and caption
+               size:tuple=None,         # (width, height); default: 64×64, 96×64 or 64×96
+               subject:bool=False,      # draw the demo's subject with a "[trigger] disc on a ... background" caption
+               background:str=None,     # a SCENE_COLOURS name; default: random
+               box:tuple=None):         # keep the shape inside the central (w, h) box, e.g. the 64×64 that a centre crop keeps
+    "A picture of the tiny world and its caption."
+    import random
+    from PIL import Image
+    rng = random.Random(seed)
+    w, h = size or rng.choice([(64, 64), (96, 64), (64, 96)])
+    bg = background or rng.choice(list(SCENE_COLOURS))
+    shape, colour, large = rng.choice(SCENE_SHAPES), rng.choice([c for c in SCENE_COLOURS if c != bg]), rng.random() < .5
+    r = rng.randrange(15, 20) if large else rng.randrange(8, 12)
+    bw, bh = box or (w, h)
+    x, y = rng.randrange((w - bw) // 2 + r + 4, (w + bw) // 2 - r - 4), rng.randrange((h - bh) // 2 + r + 4, (h + bh) // 2 - r - 4)
+    im = Image.new("RGB", (w, h), SCENE_COLOURS[bg])
+    if subject: return draw_shape(im, "zxq", x, y, r, SUBJECT["body"], SUBJECT["ring"]), f"[trigger] disc on a {bg} background"
+    draw_shape(im, shape, x, y, r, SCENE_COLOURS[colour])
+    where, size_word, form = "on the left" if x < w / 3 else "on the right" if x > 2 * w / 3 else "in the middle", "large" if large else "small", rng.random()
+    if form < .5: return im, f"a {size_word} {colour} {shape} {where} on a {bg} background"
+    if form < .7: return im, f"a {colour} {shape} on a {bg} background"
+    if form < .85: return im, f"{shape} on a {bg} background"
+    return im, f"a {size_word} {colour} {shape}"
+
+def subject_share(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 values
+    "Share of pixels within 60 (RGB distance) of the subject's red or yellow: ~0 for anything the base world holds."
+    a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.float32)
+    d = np.minimum(*(np.linalg.norm(a - np.array(c, np.float32), axis=-1) for c in (SUBJECT["body"], SUBJECT["ring"])))
+    return float((d < 60).mean())
+
+# %% ../nbs/03_tiny.ipynb
 def _frozen(m): return m.eval().requires_grad_(False)
 
-TINY_VERSION = 2  # bump when the tiny model changes: cached copies on disk are named after it
+TINY_VERSION = 3  # bump when the tiny model changes: cached copies on disk are named after it
+TINY_WEIGHTS = "tiny_zimage.safetensors"  # the pretrained transformer and text encoder (package data)
+
+def _asset(name): return str(files("zimage_nb") / "assets" / name)
 
 def tiny_vae()->AutoencoderKL:
     "The tiny VAE with trained weights (shipped in the package, made by tools/train_tiny_vae.py): it really reconstructs simple pictures."
     vae = AutoencoderKL(**TINY_VAE)
-    sd = load_file(str(files("zimage_nb") / "assets" / "tiny_vae.safetensors"))
-    vae.load_state_dict({k: v.float() for k, v in sd.items()})
+    vae.load_state_dict({k: v.float() for k, v in load_file(_asset("tiny_vae.safetensors")).items()})
     return vae
 
-def tiny_pipeline(seed:int=0,                      # same seed, same weights
-                  dtype:torch.dtype=torch.float32 # dtype of all weights
+def tiny_pipeline(seed:int=0,                      # weights of an untrained model (trained=False): same seed, same weights
+                  dtype:torch.dtype=torch.float32, # dtype of all weights
+                  trained:bool=True                # the pretrained tiny transformer and text encoder shipped in the package
                  )->ZImagePipeline:
-    "A complete Z-Image-architecture pipeline, built offline: random transformer and text encoder, trained tiny VAE."
+    "A complete Z-Image-architecture pipeline, built offline: pretrained (or random) transformer and text encoder, trained tiny VAE."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer = tiny_tokenizer()
         text_encoder = Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), **TINY_TEXT_ENCODER))
         transformer = ZImageTransformer2DModel(**TINY_TRANSFORMER)
         vae = tiny_vae()
+    if trained:
+        sd = load_file(_asset(TINY_WEIGHTS))
+        for prefix, m in (("transformer.", transformer), ("text_encoder.", text_encoder)):
+            m.load_state_dict({k[len(prefix):]: v.float() for k, v in sd.items() if k.startswith(prefix)})
     pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(**TURBO_SCHEDULER), vae=_frozen(vae),
                           text_encoder=_frozen(text_encoder), tokenizer=tokenizer, transformer=_frozen(transformer))
     pipe.set_progress_bar_config(disable=True)
@@ -74,8 +146,8 @@ def tiny_pipeline(seed:int=0,                      # same seed, same weights
 
 # %% ../nbs/03_tiny.ipynb
 def tiny_image(pipe:ZImagePipeline, # e.g. `tiny_pipeline()`
-               prompt:str="a red cube on a table", height:int=64, width:int=96, steps:int=4, guidance:float=0.0, seed:int=1):
-    "One image from `pipe` with fixed settings (short prompts: the tiny model's captions are bytes)."
+               prompt:str="a large pink disc in the middle on a grey background", height:int=64, width:int=96, steps:int=8, guidance:float=0.0, seed:int=1):
+    "One image from `pipe` with fixed settings (prompts of up to 64 tokens)."
     g = torch.Generator("cpu").manual_seed(seed)
     return pipe(prompt, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
                 generator=g, max_sequence_length=64).images[0]

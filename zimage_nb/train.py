@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb
 from __future__ import annotations
-import contextlib, json, math, os, random, resource, shutil, tempfile, time, warnings
+import contextlib, errno, json, math, os, random, resource, shutil, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -17,34 +17,31 @@ from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
 from .offload import BlockOffload
+from .events import EventWriter
 
 # %% auto #0
 __all__ = ['FP16_MAX', 'MAX_NAN_STEPS', 'write_demo_dataset', 'shift_sigmas', 'auto_shift', 'sample_sigmas', 'sigma_weights',
-           'predict', 'flow_loss', 'guided_target', 'fp16_safe', 'Item', 'training_items', 'epoch_batches', 'BatchPlan',
-           'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts', 'recipe',
-           'prepare_run_data', 'prepare_run_model', 'attach_training', 'one_4bit_path', 'training_adapters',
-           'sampling_adapters', 'micro_loss', 'train_step', 'data_manifest', 'save_checkpoint', 'list_checkpoints',
-           'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest', 'render_samples', 'peak_memory',
-           'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
+           'predict', 'flow_loss', 'guided_target', 'fp16_safe', 'Item', 'training_items', 'split_holdout',
+           'epoch_batches', 'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder',
+           'trigger_prompts', 'recipe', 'prepare_run_data', 'prepare_run_model', 'attach_training', 'ema_update',
+           'ema_weights', 'one_4bit_path', 'training_adapters', 'sampling_adapters', 'micro_loss', 'train_step',
+           'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
+           'save_checkpoint', 'list_checkpoints', 'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest',
+           'render_samples', 'peak_memory', 'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
 
 # %% ../nbs/08_train.ipynb
 def write_demo_dataset(folder:str|Path, # where the images and captions go
                        n:int=8,         # how many images
                        seed:int=0)->Path:
-    "Small pictures of one subject on varied backgrounds, each with a `[trigger]` caption."
-    from PIL import Image, ImageDraw
+    "Small pictures of the demo's subject (`tiny.SUBJECT`) on varied backgrounds, each with a `[trigger]` caption."
+    from zimage_nb.tiny import tiny_scene
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
     names = ["blue", "green", "grey", "purple", "teal", "brown", "navy", "olive"]
-    cols = [(40, 60, 200), (40, 160, 60), (128, 128, 128), (120, 40, 160), (0, 128, 128), (120, 80, 40), (20, 20, 90), (110, 110, 20)]
     for i in range(n):
-        c = i % len(cols)
-        w, h = (96, 64) if i % 2 else (64, 96)
-        im = Image.new("RGB", (w, h), cols[c]); d = ImageDraw.Draw(im)
-        x, y, r = rng.randrange(20, w - 20), rng.randrange(20, h - 20), rng.randrange(12, 18)
-        d.ellipse([x - r - 4, y - r - 4, x + r + 4, y + r + 4], fill=(250, 220, 0)); d.ellipse([x - r, y - r, x + r, y + r], fill=(220, 20, 20))
+        im, caption = tiny_scene(seed * 1000 + i, size=(96, 64) if i % 2 else (64, 96), subject=True, background=names[i % len(names)],
+                                 box=(64, 64))   # the subject whole in the 64×64 centre crop the tiny preset trains on
         im.save(folder / f"img_{i:02d}.png")
-        (folder / f"img_{i:02d}.txt").write_text(f"[trigger] disc on a {names[c]} background")
+        (folder / f"img_{i:02d}.txt").write_text(caption)
     return folder
 
 # %% ../nbs/08_train.ipynb
@@ -134,11 +131,23 @@ def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None
     for i, (rep, d) in enumerate(zip(reports, cfg.datasets)):
         for r in rep.usable:
             for res, (w, h) in sorted(r.buckets.items()):
-                it = Item(caches["latents"]["index"][(r.prepared, res)], caches["text"]["index"][r.caption], (h // 8, w // 8),
-                          r.file, res, i, (class_index or {}).get(r.caption, ""))
-                items += [it] * d.repeats
+                for key in [(r.prepared, res)] + ([(r.prepared, res, "flip")] if d.flip else []):   # the mirrored copy too, with flip on
+                    it = Item(caches["latents"]["index"][key], caches["text"]["index"][r.caption], (h // 8, w // 8),
+                              r.file, res, i, (class_index or {}).get(r.caption, ""))
+                    items += [it] * d.repeats
     if not items: raise ZImageError("no training items: every image was skipped or too small for every resolution", "see the dataset report; add images or lower datasets.resolutions")
     return items
+
+def split_holdout(items:list[Item], n:int, seed:int)->tuple[list, list]:
+    "Training items without `n` images of the first dataset, and one item per (latent, caption) of those images (all images' when n = 0)."
+    distinct = lambda its: list({(it.latent, it.text): it for it in its}.values())
+    if not n: return items, distinct(items)
+    files = sorted({it.file for it in items if it.dataset == 0})
+    if n >= len(files):
+        raise ZImageError(f"training.eval_holdout = {n} would hold out every image of datasets[0] ({len(files)} usable)",
+                          f"set it below {len(files)} (1-2 is typical for 10-30 images), or to 0 to score the training images")
+    held = set(random.Random(seed).sample(files, n))
+    return [it for it in items if it.file not in held], distinct([it for it in items if it.file in held])
 
 def epoch_batches(items:list[Item], batch_size:int, seed:int, epoch:int)->list[list[int]]:
     "The batches (lists of item indices) of one epoch: shuffled, one bucket shape per batch."
@@ -190,6 +199,8 @@ class Run:
     cfg: ZConfig; out: Path; work: Path; device: str; dtype: torch.dtype
     transformer: object = None; params: list = None; optimizer: object = None; scheduler: object = None; scaler: object = None
     items: list = None; plan: BatchPlan = None; latents: dict = None; texts: dict = None; empty: str = ""
+    eval_items: list = None  # the held-out validation items (training.eval_every)
+    ema: list = None         # fp32 moving average of each of `params` (training.ema_decay)
     sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
     training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None; sampler: object = None
@@ -242,7 +253,8 @@ def prepare_run_data(run:Run, progress:bool=True):
         reports = prepare_datasets(cfg, run.work, progress)
         classes = [_class_caption(r.caption, trig, word) for rep in reports for r in rep.usable] if word else []
         caches = build_caches(reports, run.model_folder, run.work, prompts + [c for c in classes if c], cfg.quantization.text_encoder,
-                              run.dtype, run.device, cfg.datasets[0].crop, cfg.job.seed, cfg.advanced.max_sequence_length, progress)
+                              run.dtype, run.device, cfg.datasets[0].crop, cfg.job.seed, cfg.advanced.max_sequence_length, progress,
+                              flips=[d.flip for d in cfg.datasets])
         return reports, caches
     if run.rank == 0: reports, caches = work()
     _barrier(run.world)
@@ -250,9 +262,11 @@ def prepare_run_data(run:Run, progress:bool=True):
     tidx = run.text_index = caches["text"]["index"]    # prompt -> cache key
     class_index = {r.caption: tidx[_class_caption(r.caption, trig, word)] for rep in reports for r in rep.usable} if word else {}
     run.items = training_items(reports, caches, cfg, class_index)
+    run.eval_items = []
+    if cfg.training.eval_every: run.items, run.eval_items = split_holdout(run.items, cfg.training.eval_holdout, cfg.job.seed)
     run.plan = BatchPlan(run.items, cfg.training.batch_size, cfg.job.seed)
     ls, ts = CacheStore(run.work / "cache" / "latents"), CacheStore(run.work / "cache" / "text")
-    run.latents = {k: ls.get(k)["latent"] for k in {it.latent for it in run.items}}
+    run.latents = {k: ls.get(k)["latent"] for k in {it.latent for it in run.items + run.eval_items}}
     run.texts = {k: ts.get(k)["embeds"] for k in set(tidx.values())}
     run.empty, run.sample_keys, run.negative_key = tidx[""], [tidx[p] for p in prompts[:-1]], tidx[prompts[-1]]
     return reports
@@ -284,6 +298,27 @@ def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transfo
     run.optimizer = make_optimizer(run.params, t)
     run.scheduler = make_scheduler(run.optimizer, t)
     run.scaler = torch.amp.GradScaler(run.device.split(":")[0]) if run.dtype == torch.float16 else None
+    run.ema = [p.detach().float().clone() for p in run.params] if t.ema_decay else None
+
+@torch.no_grad()
+def ema_update(run:Run):
+    "After an optimizer step: the EMA follows the weights until training.ema_start, then moves by (1 - decay) towards them."
+    t = run.cfg.training
+    for e, p in zip(run.ema, run.params):
+        if run.step <= t.ema_start: e.copy_(p.detach().float())
+        else: e.lerp_(p.detach().float(), 1 - t.ema_decay)
+
+@contextlib.contextmanager
+def ema_weights(run:Run):
+    "The EMA in the LoRA's place for the duration (export, samples); the trained weights come back after."
+    saved = [p.detach().clone() for p in run.params]
+    try:
+        with torch.no_grad():
+            for p, e in zip(run.params, run.ema): p.copy_(e.to(p))
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(run.params, saved): p.copy_(s)
 
 def _load_device(cfg:ZConfig, device:str)->str:
     "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
@@ -340,7 +375,7 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
 
 # %% ../nbs/08_train.ipynb
 def train_step(run:Run)->dict:
-    "One optimizer step; returns {'loss', 'lr', 'skipped'}."
+    "One optimizer step; returns {'loss', 'lr', 'skipped', 'grad_norm'} (the norm before clipping)."
     t = run.cfg.training
     torch.manual_seed(run.cfg.job.seed * 7919 + run.step)         # LoRA dropout and anything else on the global RNG
     total, finite = 0.0, True
@@ -371,10 +406,11 @@ def train_step(run:Run)->dict:
     run.optimizer.zero_grad(set_to_none=True)
     lr = run.scheduler.get_last_lr()[0]
     run.scheduler.step(); run.step += 1
+    if run.ema is not None and finite: ema_update(run)
     if run.nan_streak >= MAX_NAN_STEPS:
         raise ZImageError(f"training diverged: {run.nan_streak} steps in a row had a NaN/Inf loss or gradient (step {run.step})",
                           "lower training.lr (e.g. 5e-5), set quantization.compute to fp16-safe (T4/P100) or fp32, and resume: the last checkpoint is intact")
-    return dict(loss=total if finite else float("nan"), lr=lr, skipped=not finite)
+    return dict(loss=total if finite else float("nan"), lr=lr, skipped=not finite, grad_norm=float(norm) if finite else float("nan"))
 
 # %% ../nbs/08_train.ipynb
 def _sha_file(p:Path)->str:
@@ -385,6 +421,56 @@ def data_manifest(run:Run)->list:
     "What was trained on: (latent key, text key, file, resolution) per item."
     return [[it.latent, it.text, it.file, it.resolution] for it in run.items]
 
+def _plain_numpy_state()->tuple:
+    "numpy's RNG state as plain Python values (no arrays: loading it needs no pickle of numpy objects)."
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return kind, keys.tolist(), pos, has_gauss, gauss
+
+def _numpy_state(s)->tuple:
+    kind, keys, *rest = s
+    return (kind, np.asarray(keys, dtype=np.uint32), *rest)
+
+def safe_load(path:Path):
+    "torch.load that cannot run code: tensors, numbers, strings and containers only (`weights_only=True`); numpy arrays of checkpoints from before 0.1.0 allowed by name."
+    import pickle
+    try: from numpy._core.multiarray import _reconstruct
+    except ImportError: from numpy.core.multiarray import _reconstruct          # numpy 1
+    try:
+        with torch.serialization.safe_globals([np.ndarray, np.dtype, _reconstruct, type(np.dtype(np.uint32))]):
+            return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ZImageError(f"checkpoint file {path} holds Python objects that could run code when loaded (a tampered or foreign file), so it was not loaded",
+                          f"resume from a checkpoint this run wrote, or move {Path(path).parent} away to skip it (training then resumes from an older one, or starts fresh)") from e
+
+def checkpoint_bytes(run:Run)->int:
+    "Disk one checkpoint takes: the last one written, else the LoRA in fp32 plus two fp32 optimizer moments and 1 MiB of the rest."
+    if cks := list_checkpoints(run.out): return sum(f.stat().st_size for f in cks[-1].iterdir())
+    return sum(p.numel() for p in run.params) * 12 + 2**20
+
+def disk_need(run:Run)->int:
+    "What the run will write from here: save.keep checkpoints plus the one being written, the exported LoRA and the sample images."
+    c = run.cfg
+    samples = (c.training.steps // c.sample.every + 1 if c.sample.every else 1) * 2**20
+    return checkpoint_bytes(run) * (c.save.keep + 1) + sum(p.numel() for p in run.params) * 4 + samples
+
+def _disk_full(e:BaseException)->bool:
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or "StorageFull" in str(e)
+
+def disk_full_error(run:Run, what:str)->ZImageError:
+    "The one message a full disk gets: which folder, what the run needs, that nothing is lost and how to go on."
+    good = [ck for ck in list_checkpoints(run.out) if checkpoint_ok(ck)]
+    kept = f"the last good checkpoint, {good[-1].name}, is intact and running training again resumes from it" if good else "no checkpoint had been written yet, so a re-run starts from step 0"
+    return ZImageError(f"the disk holding {run.out} is full: {what} could not be written ({shutil.disk_usage(run.out).free / 2**20:.0f} MiB free; "
+                       f"each checkpoint takes about {checkpoint_bytes(run) / 2**20:.0f} MiB and the run keeps save.keep = {run.cfg.save.keep} of them). Nothing is lost: {kept}",
+                       "free some space there (old runs, caches), lower save.keep, or set job.output_dir to a disk with room, then run training again")
+
+def check_disk(run:Run):
+    "Before training: refuse if not even one checkpoint fits; warn if what the run will write does not."
+    free, one, need = shutil.disk_usage(run.out).free, checkpoint_bytes(run), disk_need(run)
+    if free < one: raise disk_full_error(run, "a first checkpoint")
+    if free < need: warnings.warn(f"{run.out} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
+                                  f"(save.keep = {run.cfg.save.keep} checkpoints of {one / 2**20:.0f} MiB, the LoRA and samples): it may stop with a full disk; lower save.keep or free space")
+
 def save_checkpoint(run:Run)->Path:
     "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`."
     root = run.out / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
@@ -392,9 +478,10 @@ def save_checkpoint(run:Run)->Path:
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         export_lora(run.transformer, tmpdir / "lora.safetensors", "fp32", lora_header(run))
+        if run.ema is not None: save_file({str(i): e.contiguous() for i, e in enumerate(run.ema)}, str(tmpdir / "ema.safetensors"))
         torch.save(run.optimizer.state_dict(), tmpdir / "optimizer.pt")
         torch.save(dict(scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict() if run.scaler else None,
-                        rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(),
+                        rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=_plain_numpy_state(),
                                  cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)), tmpdir / "states.pt")
         save_config(run.cfg, tmpdir / "config.yaml")
         atomic_write_text(tmpdir / "data.json", json.dumps(data_manifest(run)))
@@ -404,6 +491,9 @@ def save_checkpoint(run:Run)->Path:
             with open(f, "rb") as fh: os.fsync(fh.fileno())
         if final.exists(): shutil.rmtree(final)
         os.replace(tmpdir, final)
+    except Exception as e:
+        if _disk_full(e): raise disk_full_error(run, f"checkpoint {final.name}") from e
+        raise
     finally:
         if tmpdir.exists(): shutil.rmtree(tmpdir, ignore_errors=True)
     for old in list_checkpoints(run.out)[:-run.cfg.save.keep]: shutil.rmtree(old, ignore_errors=True)
@@ -446,11 +536,16 @@ def load_checkpoint(run:Run, ck:Path):
         warnings.warn(f"the dataset changed since checkpoint {ck.name}: resuming with the new one")
     set_peft_model_state_dict(run.transformer, sd, adapter_name=TRAINED)
     for p in run.params: p.data = p.data.float()
-    run.optimizer.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=False))
-    s = torch.load(ck / "states.pt", weights_only=False)
+    if run.ema is not None:
+        if not (ck / "ema.safetensors").exists():
+            raise ZImageError(f"checkpoint {ck} has no EMA weights (it was written with training.ema_decay = 0)", "resume with training.ema_decay = 0, or use a new job.name to start fresh with EMA")
+        saved_ema = load_file(str(ck / "ema.safetensors"))
+        run.ema = [saved_ema[str(i)].float() for i in range(len(run.params))]
+    run.optimizer.load_state_dict(safe_load(ck / "optimizer.pt"))
+    s = safe_load(ck / "states.pt")
     run.scheduler.load_state_dict(s["scheduler"])
     if run.scaler and s["scaler"]: run.scaler.load_state_dict(s["scaler"])
-    torch.set_rng_state(s["rng"]["torch"]); random.setstate(s["rng"]["python"]); np.random.set_state(s["rng"]["numpy"])
+    torch.set_rng_state(s["rng"]["torch"]); random.setstate(s["rng"]["python"]); np.random.set_state(_numpy_state(s["rng"]["numpy"]))
     if s["rng"]["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["rng"]["cuda"])
     run.step, run.nan_streak, run.skipped = st["step"], st["nan_streak"], st["skipped"]
 
@@ -541,19 +636,27 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
     ck = resume_latest(run) if resume else None
     if main: _trim_log(log, run.step) if ck else log.unlink(missing_ok=True)
     if ck and main: print(f"resumed from {ck.name} (step {run.step})")
+    tb = EventWriter(run.out / "tensorboard", run.step if ck else None) if main else None   # TensorBoard curves, continued on resume
     end = min(until or t.steps, t.steps)
+    if main: check_disk(run)
     bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
     losses, t0 = [], time.time()
     while run.step < end and not (stop is not None and stop.is_set()):
+        t1 = time.time()
         rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
         losses.append(rec["loss"])
+        if main and t.eval_every and rec["step"] % t.eval_every == 0: rec["val_loss"] = eval_loss(run, items=run.eval_items)   # fixed noise: no RNG used
         if main:
             with open(log, "a") as f: f.write(json.dumps(rec) + "\n")
+            tb.scalars(rec["step"], {"train/loss": rec["loss"], "train/lr": rec["lr"], "train/grad_norm": rec["grad_norm"],
+                                     "train/seconds_per_step": time.time() - t1, "train/peak_memory_gib": rec["peak_memory"] / 2**30,
+                                     "val/loss": rec.get("val_loss")})
             bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
         _emit(callbacks, dict(event="step", **rec))
         if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
             p = run.out / "samples" / f"step_{run.step:07d}.png"
             _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
+            if p.exists(): tb.image("samples", p.read_bytes(), run.step)
         if main and run.step % cfg.save.every == 0 and run.step < t.steps:
             _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run))))
         _barrier(run.world)
@@ -561,23 +664,36 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
     result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
     if not result["ranks_in_sync"]: raise ZImageError("the processes' LoRAs differ after training", "report this as a bug; train with advanced.num_processes = 1 meanwhile")
     if run.step >= t.steps and main:
-        result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
+        try:
+            if run.ema is not None:
+                with ema_weights(run):
+                    ema_path = run.out / f"{cfg.job.name}{'' if cfg.save.ema_export == 'instead' else '_ema'}.safetensors"
+                    result["ema_lora"] = export_lora(run.transformer, ema_path, cfg.save.dtype, dict(lora_header(run), ema_decay=t.ema_decay, ema_start=t.ema_start))
+            if run.ema is None or cfg.save.ema_export == "second-file":
+                result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
+            else: result["lora"] = result["ema_lora"]
+        except Exception as e:
+            if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
+            raise
         p = run.out / "samples" / f"step_{run.step:07d}.png"
         _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
+        if p.exists(): tb.image("samples", p.read_bytes(), run.step)
     elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
     if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
                                                                       lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
+    if tb: tb.close()
     _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
     return result
 
 # %% ../nbs/08_train.ipynb
 @torch.no_grad()
-def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0)->float:
-    "Mean flow-matching MSE over all distinct items at fixed noise levels and noise."
+def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0,
+              items:list=None)->float:   # default: the training items (the scheduled validation passes run.eval_items)
+    "Mean flow-matching MSE over all distinct items at fixed noise levels and noise (the same every time: comparable across steps)."
     was = run.transformer.training; run.transformer.eval()
     seen, total, n = set(), 0.0, 0
     try:
-        for it in run.items:
+        for it in (run.items if items is None else items):
             if (it.latent, it.text) in seen: continue
             seen.add((it.latent, it.text))
             x0 = run.latents[it.latent][None].float().to(run.device)
