@@ -68,3 +68,14 @@ def test_checkpoint_grid_of_a_run(tmp_path):
     assert s.encoder_loads == 0 and (tmp_path / "ck_grid.json").exists()
     final, step5 = px(g.images[0][3]), px(g.images[0][1])
     assert np.abs(final - step5).mean() > 0.1
+
+def test_checkpoint_labels_carry_the_validation_loss(tmp_path):
+    import json
+    from zimage_nb.sample import checkpoint_loras
+    run = tmp_path / "job"
+    for s in (5, 10): (run / "checkpoints" / f"step_{s:07d}").mkdir(parents=True)
+    (run / "job.safetensors").write_bytes(b"")
+    (run / "log.jsonl").write_text("".join(json.dumps(dict(step=s, loss=0.5, **({"val_loss": 0.1 * s} if s % 5 == 0 else {}))) + "\n" for s in range(1, 16)) + '{"step": 16, "lo')
+    assert list(checkpoint_loras(run)) == ["step 5 · val 0.5000", "step 10 · val 1.0000", "final · val 1.5000"]   # a torn last line is skipped
+    (run / "log.jsonl").unlink()
+    assert list(checkpoint_loras(run)) == ["step 5", "step 10", "final"]

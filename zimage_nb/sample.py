@@ -282,13 +282,25 @@ def render_grid(sampler:Sampler, rows:list[dict], cols:list[dict], # variants (s
     return g
 
 # %% ../nbs/09_sample.ipynb
+def _logged(run_folder:Path)->tuple[dict, list]:
+    "{step: validation loss} and the steps of a run's log.jsonl (torn lines skipped)."
+    val, steps, log = {}, [], Path(run_folder) / "log.jsonl"
+    for line in (log.read_text().splitlines() if log.exists() else []):
+        try: r = json.loads(line)
+        except ValueError: continue
+        steps.append(r["step"])
+        if "val_loss" in r: val[r["step"]] = r["val_loss"]
+    return val, steps
+
 def checkpoint_loras(run_folder:str|Path)->dict:
     "{label: LoRA file} for every checkpoint of a run folder, then the final LoRA, in step order."
     from zimage_nb.train import list_checkpoints
     run_folder = Path(run_folder)
-    out = {f"step {int(ck.name.split('_')[1])}": ck / "lora.safetensors" for ck in list_checkpoints(run_folder)}
+    val, steps = _logged(run_folder)
+    tag = lambda step: f" · val {val[step]:.4f}" if step in val else ""     # the validation loss at that step (training.eval_every)
+    out = {f"step {(k := int(ck.name.split('_')[1]))}{tag(k)}": ck / "lora.safetensors" for ck in list_checkpoints(run_folder)}
     final = run_folder / f"{run_folder.name}.safetensors"
-    if final.exists(): out["final"] = final
+    if final.exists(): out[f"final{tag(steps[-1]) if steps else ''}"] = final
     if not out: raise ZImageError(f"no checkpoints or LoRA in {run_folder}", "train first, or point to <output_dir>/<job name>")
     return out
 
@@ -298,7 +310,7 @@ def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], see
     "Prompts × (no LoRA, each checkpoint, final LoRA)."
     cols = [dict(adapters=dict(others or {}), label="no LoRA")]
     for label, f in checkpoint_loras(run_folder).items():
-        name = "ck_" + label.replace(" ", "_")
+        name = "ck_" + (f.parent.name if f.name == "lora.safetensors" else "final")
         if name not in adapter_names(sampler.tr): sampler.add_lora(f, name)
         cols.append(dict(adapters={**(others or {}), name: 1.0}, label=label))
     return render_grid(sampler, prompt_rows(prompts, seed), cols, base, f"checkpoints of {Path(run_folder).name}", path, progress)
