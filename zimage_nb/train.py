@@ -310,7 +310,7 @@ def ema_update(run:Run):
 
 @contextlib.contextmanager
 def ema_weights(run:Run):
-    "The EMA in the LoRA's place for the duration (export, samples); the trained weights come back after."
+    "The EMA in the LoRA's place for the duration (the export); the trained weights come back after."
     saved = [p.detach().clone() for p in run.params]
     try:
         with torch.no_grad():
@@ -622,6 +622,12 @@ def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=Tr
     prepare_run_model(run, progress and rank == 0)
     return run
 
+def _sample_event(run:Run, callbacks, tb):
+    "Render the in-training samples to samples/step_N.png, tell the callbacks, and log the picture to TensorBoard."
+    p = run.out / "samples" / f"step_{run.step:07d}.png"
+    _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
+    if p.exists(): tb.image("samples", p.read_bytes(), run.step)
+
 def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           work:str|Path=None,        # prepared images and caches (default <output_dir>/<name>/work)
           resume:bool=True,          # continue from the latest intact checkpoint of this job
@@ -654,9 +660,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
             bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
         _emit(callbacks, dict(event="step", **rec))
         if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
-            p = run.out / "samples" / f"step_{run.step:07d}.png"
-            _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
-            if p.exists(): tb.image("samples", p.read_bytes(), run.step)
+            _sample_event(run, callbacks, tb)
         if main and run.step % cfg.save.every == 0 and run.step < t.steps:
             _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run))))
         _barrier(run.world)
@@ -675,9 +679,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
         except Exception as e:
             if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
             raise
-        p = run.out / "samples" / f"step_{run.step:07d}.png"
-        _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
-        if p.exists(): tb.image("samples", p.read_bytes(), run.step)
+        _sample_event(run, callbacks, tb)
     elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
     if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
                                                                       lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
