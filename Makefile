@@ -31,7 +31,7 @@ export:
 readme:
 	python tools/make_readme.py
 
-# The panels in a real browser (Voila + Debian's chromium + Playwright); not part of `make test`, which CI runs
-# without a browser. Set up once: apt-get install chromium && pip install playwright voila ipykernel
+# The panels in a real browser (Voila + Debian's chromium + Playwright). Not part of `make test` (it needs a system
+# package); .ci/run installs chromium and runs it after `make test`. Set up once: apt-get install chromium && pip install -e ".[browser]"
 browser-test:
 	python -m pytest browser_tests -q -p no:cacheprovider

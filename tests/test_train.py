@@ -354,3 +354,58 @@ def test_repeats_and_a_second_dataset(setup, tmp_path):
     assert len(run.items) == 3 * 8 + 3 and sum(it.dataset == 1 for it in run.items) == 3
     seen = [i for k in range(run.plan.per_epoch) for i in run.plan(k)]
     assert sorted(seen) == list(range(len(run.items)))              # one epoch = every item once
+
+def _masked_pair(root, data):
+    "The demo images with sidecar masks around the subject (A), and the same with everything outside the mask inverted (B)."
+    from PIL import Image, ImageFilter
+    import shutil
+    A, B = root / "maskA", root / "maskB"
+    for f in (A, B): f.mkdir(exist_ok=True)
+    for p in sorted(data.glob("*.png")):
+        a = np.asarray(Image.open(p).convert("RGB")).astype(int)
+        m = Image.fromarray((((a[..., 0] > 150) & (a[..., 2] < 100)) * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(5))  # red/yellow subject, grown 2 px
+        inside = np.asarray(m) > 0; b = a.copy(); b[~inside] = 255 - a[~inside]
+        shutil.copy(p, A / p.name); Image.fromarray(b.astype(np.uint8)).save(B / p.name)
+        for f in (A, B): m.save(f / f"{p.stem}.mask.png"); shutil.copy(p.with_suffix(".txt"), f / f"{p.stem}.txt")
+    return A, B
+
+def _lora_b(res): return {k: v.clone() for k, v in trained_state(res["run"].transformer).items() if "lora_B" in k}   # zero at the start: all of it is training
+
+def _rel(x, y): return (sum(float((x[k] - y[k]).pow(2).sum()) for k in x) / sum(float(x[k].pow(2).sum()) for k in x)) ** .5
+
+def test_masked_loss(setup, monkeypatch):
+    d, data, _ = setup
+    A, _ = _masked_pair(d, data)
+    res = T.train(make_cfg(setup, "maskA0", datasets__0__path=str(A), datasets__0__masks=True, datasets__0__unmasked_weight=0.0,
+                           training__steps=10, save__every=1000, training__eval_every=5), work=work(setup), progress=False)
+    run = res["run"]
+    assert len(run.masks) == len({it.mask for it in run.items + run.eval_items}) == 8 and all(it.mask for it in run.items + run.eval_items)
+    log = [json.loads(l) for l in (run.out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if np.isfinite(r.get("val_loss", np.nan))] == [5, 10]
+    # In the trainer, the loss reaches the prediction exactly where the mask (as cached, at latent size) is non-zero
+    preds, predict = [], T.predict
+    def capture(*a, **k):
+        p = predict(*a, **k); p.retain_grad(); preds.append(p); return p
+    monkeypatch.setattr(T, "predict", capture)
+    T.micro_loss(run, run.plan(0), T._batch_generator(0, 0)).backward()
+    g = preds[0].grad.abs().sum(1, keepdim=True)                              # [B, 1, h, w]
+    m = torch.stack([run.masks[run.items[i].mask] for i in run.plan(0)])
+    assert (g[m == 0] == 0).all() and (g[m > 0] > 0).all() and 0.05 < (m > 0).float().mean() < 0.95
+    # Outside the mask the loss has no weight, but the transformer still sees those pixels (attention mixes all positions):
+    # a changed background still moves the LoRA, less than unmasked (measured 2026-11-30, relative LoRA difference with the
+    # background inverted: 0.55-0.91 with unmasked_weight 0 against 1.02-1.05 with 1, by settings). Not asserted: it depends on them.
+
+def test_pixels_with_zero_weight_do_not_move_the_lora(setup, tmp_path):
+    "All-black masks with unmasked_weight 0: every pixel has weight 0, so two different pictures train the very same LoRA."
+    from PIL import Image
+    d, data, _ = setup
+    pics = []
+    for name, colour in (("black_a", (200, 30, 30)), ("black_b", (20, 160, 240))):
+        f = tmp_path / name; f.mkdir()
+        for i in range(2):
+            Image.new("RGB", (64, 64), colour).save(f / f"{i}.png"); Image.new("L", (64, 64), 0).save(f / f"{i}.mask.png")
+        pics.append(f)
+    runs = [T.train(make_cfg(setup, p.name, datasets__0__path=str(p), datasets__0__masks=True, datasets__0__unmasked_weight=0.0,
+                             training__steps=5, save__every=1000), work=tmp_path / "w", progress=False) for p in pics]
+    assert runs[0]["losses"] == [0.0] * 5
+    assert same_lora(trained_state(runs[0]["run"].transformer), trained_state(runs[1]["run"].transformer))

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from .data import DatasetReport, crop_to_bucket, long_captions
 
 # %% auto #0
-__all__ = ['model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'encode_latents', 'decode_latents', 'cache_latents',
-           'encode_prompts', 'cache_text', 'build_caches']
+__all__ = ['model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'mask_tensor', 'encode_latents', 'decode_latents',
+           'cache_latents', 'encode_prompts', 'cache_text', 'build_caches']
 
 # %% ../nbs/06_cache.ipynb
 def _sha(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -71,6 +71,15 @@ def image_tensor(path:str|Path, bucket:tuple, crop:str="center", seed:int=0,
     if flip: img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
+def mask_tensor(mask:str|Path,   # the prepared mask ('L' PNG, the size of its prepared image)
+                image:str|Path,  # its prepared image: the random crop window is drawn from its path, as in `image_tensor`
+                bucket:tuple, crop:str="center", seed:int=0, flip:bool=False)->torch.Tensor:
+    "The mask cut exactly as its image is, averaged down to latent size: [1, h/8, w/8] in [0, 1]."
+    rng = random.Random(_sha(seed, str(image), bucket))
+    m = crop_to_bucket(Image.open(mask).convert("L"), bucket, crop, rng)
+    if flip: m = m.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return torch.nn.functional.avg_pool2d(torch.from_numpy(np.asarray(m, dtype=np.float32) / 255.0)[None, None], 8)[0]
+
 @torch.no_grad()
 def encode_latents(vae, pixels:torch.Tensor # [B, 3, H, W] in [-1, 1]
                   )->torch.Tensor:
@@ -87,19 +96,23 @@ def decode_latents(vae, latents:torch.Tensor)->torch.Tensor:
 def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
                   vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True,
                   flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
-    "Encode every (image, bucket) not yet cached; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'computed': n, 'reused': n}."
-    fp, index, computed, reused = model_fingerprint(vae), {}, 0, 0
+    "Encode every (image, bucket) not yet cached, and its mask if it has one; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'masks': {same keys: key}, 'computed': n, 'reused': n}."
+    fp, index, masks, computed, reused = model_fingerprint(vae), {}, {}, 0, 0
     flips = list(flips or [False] * len(reports))
     todo = [(r, res, b, f) for rep, fl in zip(reports, flips) for r in rep.usable for res, b in sorted(r.buckets.items()) for f in ((False, True) if fl else (False,))]
     content = {r.prepared: file_sha(r.prepared) for r, *_ in todo}  # each image read once, whatever its bucket count
     for r, res, b, f in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
         key = _sha("latent", content[r.prepared], b, crop, seed, fp, *(["flip"] if f else []))   # unflipped keys as before: old caches stay valid
-        index[(r.prepared, res, "flip") if f else (r.prepared, res)] = key
+        where = (r.prepared, res, "flip") if f else (r.prepared, res)
+        index[where] = key
+        if getattr(r, "mask", ""):   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
+            mkey = masks[where] = _sha("mask", file_sha(r.mask), r.prepared, b, crop, seed, f)
+            if not store.valid(mkey): store.put(mkey, {"mask": mask_tensor(r.mask, r.prepared, b, crop, seed, f)}, kind="mask", file=r.file, bucket=list(b), flip=f)
         if store.valid(key): reused += 1; continue
         lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]
         if not torch.isfinite(lat).all(): raise ZImageError(f"the VAE produced NaN/Inf for {r.file}", "use fp32 or bf16 for the VAE (fp16 overflows on some images)")
         store.put(key, {"latent": lat.float()}, kind="latent", file=r.file, bucket=list(b), flip=f); computed += 1
-    return dict(index=index, computed=computed, reused=reused)
+    return dict(index=index, masks=masks, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb
 @torch.no_grad()

@@ -123,6 +123,9 @@ class DatasetConfig:
     large_images: str = opt("reduce", "Images over 89 megapixels (scans, panoramas): reduce them while decoding, or skip them.", choices=("reduce", "skip"))
     auto_caption: str = opt("off", "Caption images that have no caption before training (advanced.caption_model): short, detailed, or not-subject (everything but the subject, for a character or object).", choices=("off", "short", "detailed", "not-subject"))
     flip: bool = opt(False, "Also train on each image mirrored left-right (twice the cached latents). Leave off for text, logos, asymmetric subjects or captions that say left/right.")
+    masks: bool = opt(False, "Weight the loss by a mask per image (white = train, black = unmasked_weight): a sidecar name.mask.png beside the image, else a file of the same name in mask_folder, else the image's own transparency.")
+    mask_folder: str = opt("", "Folder of masks named like the images (optional; with masks on).")
+    unmasked_weight: float = opt(0.1, "Loss weight outside the mask: 0 ignores the background entirely; 0.05-0.2 keeps the model from forgetting backgrounds.", lo=0, hi=1)
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 # %% ../nbs/01_config.ipynb
@@ -275,6 +278,10 @@ def _cross_checks(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
     for i, d in enumerate(cfg.datasets):
         if ready and isinstance(d.path, str) and not d.path.strip():
             problems.append((f"datasets[{i}].path", "is empty; set it to a folder of images, a .zip, or hf:<dataset id>"))
+        if d.mask_folder and not d.masks:
+            problems.append((f"datasets[{i}].mask_folder", f"is set but datasets[{i}].masks is off; turn masks on, or clear mask_folder"))
+        elif ready and d.mask_folder and not Path(d.mask_folder).is_dir():
+            problems.append((f"datasets[{i}].mask_folder", f"'{d.mask_folder}' is not a folder; give the folder that holds the masks (named like the images)"))
     m = cfg.model
     if m.variant == "turbo":
         if not m.training_adapter and not m.distill_patch:

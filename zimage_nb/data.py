@@ -253,23 +253,29 @@ def _decode(data:bytes, large:str)->tuple[Image.Image, list[str]]:
         im = im.reduce(k); fixes.append(f"reduced {k}x to {im.width}x{im.height}: {mp}")
     return im, fixes
 
-def clean_image(data:bytes,            # the file's bytes
-                large:str="reduce"     # images over LARGE_PIXELS: reduce | skip
-               )->tuple[Image.Image, list[str]]:
-    "Decode `data` into an 8-bit RGB image; returns (image, fixes) or raises Skip."
+def _clean(data:bytes, large:str="reduce")->tuple[Image.Image, list[str], Image.Image|None]:
+    "`clean_image`, plus the transparency as an 'L' image (None when the image has none or is fully opaque)."
     im, fixes = _decode(data, large)
+    alpha = None
     if im.getexif().get(0x0112, 1) != 1:
         fixes.append(f"EXIF orientation {im.getexif()[0x0112]} applied"); im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         fixes.append(f"{im.mode} transparency flattened on white")
         rgba = im.convert("RGBA"); im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+        alpha = rgba.getchannel("A") if rgba.getchannel("A").getextrema()[0] < 255 else None
     elif im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64); top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
         im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB"); fixes.append("16-bit converted to 8-bit")
     elif im.mode != "RGB":
         names = {"P": "palette", "CMYK": "CMYK", "L": "greyscale", "1": "1-bit", "YCbCr": "YCbCr"}
         fixes.append(f"{names.get(im.mode, im.mode)} converted to RGB"); im = im.convert("RGB")
-    return im, fixes
+    return im, fixes, alpha
+
+def clean_image(data:bytes,            # the file's bytes
+                large:str="reduce"     # images over LARGE_PIXELS: reduce | skip
+               )->tuple[Image.Image, list[str]]:
+    "Decode `data` into an 8-bit RGB image; returns (image, fixes) or raises Skip."
+    return _clean(data, large)[:2]
 
 # %% ../nbs/05_data.ipynb
 @dataclass
@@ -282,11 +288,14 @@ class FileReport:
     size: tuple = ()           # original (width, height), after EXIF rotation
     buckets: dict = field(default_factory=dict) # resolution -> (width, height)
     prepared: str = ""         # the cleaned copy in the work folder
+    mask: str = ""             # its loss mask in the work folder (same size), if any
+    mask_from: str = ""        # sidecar | folder | transparency | ignored (size differs) | "" (none)
 
 @dataclass
 class DatasetReport:
     "What `prepare_dataset` did with every file."
     source: str; rows: list
+    masks: bool = False        # masks were asked for (datasets[i].masks)
 
     @property
     def usable(self)->list: return [r for r in self.rows if r.status != "skipped"]
@@ -300,6 +309,10 @@ class DatasetReport:
         lines = [f"{self.source}: {len(self.rows)} files -> {c['kept']} kept, {c['fixed']} fixed, {c['skipped']} skipped"]
         lines += [f"  skipped: {n} x {w}" for w, n in why.most_common()]
         lines += [f"  bucket {b}: {n} image{'s' * (n > 1)}" for b, n in sorted(self.bucket_counts().items(), key=lambda x: (int(x[0].split(':')[0]), x[0]))]
+        if self.masks:
+            m = Counter(r.mask_from for r in self.usable)
+            lines.append(f"  masks: {m['sidecar'] + m['folder']} from mask files, {m['transparency']} from transparency, {m[''] + m['ignored']} images without (trained unmasked)")
+            if m["ignored"]: lines.append(f"  masks ignored: {m['ignored']} whose size differs from their image (see detail)")
         return "\n".join(lines)
 
     def table(self):
@@ -318,21 +331,49 @@ def prepared_name(rel:str)->str:
     stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix().replace("/", "__"))[-80:]
     return f"{stem}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}.png"
 
+def _is_sidecar_mask(p:Path, images:set)->bool:
+    "True for `name.mask.png` (any image extension) lying beside an image `name.*`."
+    stem = p.with_suffix("")
+    return p.suffix.lower() in IMAGE_EXTS and stem.suffix.lower() == ".mask" and stem.with_suffix("") in images
+
+def _mask_image(data:bytes, large:str)->Image.Image:
+    "A mask file as an 'L' image: white trains, black does not; transparent pixels count as black."
+    m, _ = _decode(data, large)
+    m = ImageOps.exif_transpose(m)
+    if m.mode in ("RGBA", "LA", "PA") or (m.mode == "P" and "transparency" in m.info):
+        rgba = m.convert("RGBA"); m = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return m.convert("L")
+
+def _find_mask(p:Path, rel:str, sidecars:dict, in_folder:dict, alpha)->tuple:
+    "(mask source, the mask file or the alpha image) by precedence: sidecar, mask folder, transparency."
+    base = p.with_suffix("")
+    if base in sidecars: return "sidecar", sidecars[base]
+    if (f := in_folder.get(Path(rel).with_suffix("").as_posix())): return "folder", f
+    return ("transparency", alpha) if alpha is not None else ("", None)
+
 def prepare_dataset(src,                       # any source `source_folder` takes
                     work:str|Path,             # work folder: prepared images go to work/images/<dataset name>
                     resolutions=(512, 768, 1024), trigger:str="", default_caption:str="", prepend_trigger:bool=False,
                     allow_upscale:bool=False, name:str="dataset", progress:bool=True,
-                    large_images:str="reduce")->DatasetReport: # over 89 megapixels: reduce | skip
-    "Validate and clean every file of a dataset; returns the report (prepared images under `work`)."
+                    large_images:str="reduce",  # over 89 megapixels: reduce | skip
+                    masks:bool=False,           # keep a loss mask per image: sidecar name.mask.png, mask_folder, or transparency
+                    mask_folder:str|Path="")->DatasetReport: # masks named like the images (relative paths kept)
+    "Validate and clean every file of a dataset; returns the report (prepared images, and masks, under `work`)."
     folder = source_folder(src, work); out = Path(work) / "images" / name; out.mkdir(parents=True, exist_ok=True)
     unpack_skipped, unpack_notes = unpack_report(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
     images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
+    sidecars = {p.with_suffix("").with_suffix(""): p for p in files if _is_sidecar_mask(p, images)}
+    mf = Path(mask_folder) if masks and mask_folder else None
+    in_folder = {q.relative_to(mf).with_suffix("").as_posix(): q for q in sorted(mf.rglob("*")) if q.suffix.lower() in IMAGE_EXTS} if mf else {}
     rows, seen = [FileReport(f, "skipped", why) for f, why in unpack_skipped], {}
     for p in tqdm(files, desc=f"checking {name}", leave=False, disable=not progress):
         rel = p.relative_to(folder).as_posix()
         if is_junk(rel): rows.append(FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
         if p.suffix.lower() == ".txt" and p.with_suffix("") in images: continue  # a caption: reported with its image
+        if p in sidecars.values():
+            if masks: continue                                                   # a mask: reported with its image
+            rows.append(FileReport(rel, "skipped", "a loss mask (name.mask.png), not a training image: set datasets[i].masks to use it")); continue
         if p.suffix.lower() not in IMAGE_EXTS:
             rows.append(FileReport(rel, "skipped", "not an image" + (" (caption without an image)" if p.suffix.lower() == ".txt" else f" ({p.suffix or 'no extension'})"))); continue
         try: data = p.read_bytes()
@@ -340,13 +381,20 @@ def prepare_dataset(src,                       # any source `source_folder` take
         h = hashlib.sha256(data).hexdigest()
         if h in seen: rows.append(FileReport(rel, "skipped", f"exact duplicate of {seen[h]}")); continue
         seen[h] = rel
-        try: im, fixes = clean_image(data, large_images)
+        try: im, fixes, alpha = _clean(data, large_images)
         except Skip as e: rows.append(FileReport(rel, "skipped", str(e))); continue
         except Exception as e: rows.append(FileReport(rel, "skipped", f"could not be decoded ({type(e).__name__}: {e})")); continue
         buckets = _bucket_map(im.size, resolutions, allow_upscale)
         if not buckets:
             b = pick_bucket(*im.size, min(resolutions), True)
             rows.append(FileReport(rel, "skipped", f"too small: {im.width}x{im.height} < {b[0]}x{b[1]}, the smallest bucket for its shape (add a lower resolution or allow upscaling)", size=im.size)); continue
+        mask_from, mask = _find_mask(p, rel, sidecars, in_folder, alpha) if masks else ("", None)
+        if isinstance(mask, Path):
+            try: mask = _mask_image(mask.read_bytes(), large_images)
+            except (OSError, Skip) as e: fixes.append(f"mask {mask.name} unreadable ({e}): trained unmasked"); mask_from, mask = "ignored", None
+        if mask is not None and mask.size != im.size:
+            fixes.append(f"mask is {mask.width}x{mask.height} but the image is {im.width}x{im.height}: mask ignored (the image trains unmasked); resize the mask to its image")
+            mask_from, mask = "ignored", None
         bw, bh = buckets[max(buckets)]; s = max(bw / im.width, bh / im.height)
         prepared_img = im
         if s < 0.5:  # over twice the largest bucket: keep a smaller copy (the exact fit happens at crop time)
@@ -354,13 +402,17 @@ def prepare_dataset(src,                       # any source `source_folder` take
             fixes.append(f"resized down from {im.width}x{im.height} to {prepared_img.width}x{prepared_img.height}")
         dest = out / prepared_name(rel)
         with atomic_path(dest) as tmp: prepared_img.save(tmp, format="PNG")
+        mask_dest = ""
+        if mask is not None:
+            mask_dest = dest.with_suffix(".mask.png")
+            with atomic_path(mask_dest) as tmp: mask.resize(prepared_img.size, Image.BILINEAR).save(tmp, format="PNG")
         fixes += unpack_notes.get(p.with_suffix(".txt").relative_to(folder).as_posix(), [])
         caption = make_caption(read_caption(p, fixes), trigger, default_caption, prepend_trigger)
-        rows.append(FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest)))
-    keep = {Path(r.prepared).name for r in rows if r.prepared}
+        rows.append(FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest), str(mask_dest), mask_from))
+    keep = {Path(x).name for r in rows for x in (r.prepared, r.mask) if x}
     for old in out.glob("*.png"):
-        if old.name not in keep: old.unlink(missing_ok=True)    # from a source file that is gone, or an older naming
-    rep = DatasetReport(str(src) if isinstance(src, (str, Path)) else name, rows)
+        if old.name not in keep: old.unlink(missing_ok=True)    # from a source file that is gone, an older naming, or a mask no longer asked for
+    rep = DatasetReport(str(src) if isinstance(src, (str, Path)) else name, rows, masks)
     if not rep.usable:
         raise ZImageError(f"dataset '{name}' has no usable image:\n" + rep.summary(), "add images (PNG/JPG/WebP) of at least the smallest resolution, or check the path")
     return rep
@@ -397,5 +449,5 @@ def prepare_datasets(cfg, # a ZConfig
     "Prepare every dataset of `cfg`; returns one report per dataset."
     work = Path(work or Path(cfg.job.output_dir) / cfg.job.name / "work")
     return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress,
-                            large_images=d.large_images)
+                            large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)
             for i, d in enumerate(cfg.datasets)]

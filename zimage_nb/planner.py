@@ -280,7 +280,7 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
 # %% ../nbs/02b_planner.ipynb
 SESSION_LIMITS = {"colab-free": dict(hours=4.0, label="Colab free (about 4 h of GPU a session, varies with demand)"),
                   "kaggle": dict(hours=12.0, week_hours=30.0, label="Kaggle (12 h a session, 30 h of GPU a week)"),
-                  "local": dict(hours=None, label="no session limit")}
+                  "local": dict(hours=None, label="a machine without a session limit")}
 
 def session_platform()->str:
     "Where this runs: colab-free, kaggle or local (Colab Pro's longer sessions are not detectable: planned as free)."

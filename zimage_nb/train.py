@@ -24,8 +24,8 @@ __all__ = ['FP16_MAX', 'MAX_NAN_STEPS', 'write_demo_dataset', 'shift_sigmas', 'a
            'predict', 'flow_loss', 'guided_target', 'fp16_safe', 'Item', 'training_items', 'split_holdout',
            'epoch_batches', 'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder',
            'trigger_prompts', 'recipe', 'prepare_run_data', 'prepare_run_model', 'attach_training', 'ema_update',
-           'ema_weights', 'one_4bit_path', 'training_adapters', 'sampling_adapters', 'micro_loss', 'train_step',
-           'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
+           'ema_weights', 'one_4bit_path', 'training_adapters', 'sampling_adapters', 'loss_mask', 'micro_loss',
+           'train_step', 'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
            'save_checkpoint', 'list_checkpoints', 'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest',
            'render_samples', 'peak_memory', 'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
 
@@ -86,10 +86,17 @@ def predict(transformer, noisy:torch.Tensor,   # [B, C, H, W] noised latents
     out = transformer(x, (1 - sigmas).to(noisy.device, dtype), [e.to(noisy.device, dtype) for e in embeds], return_dict=False)[0]
     return -torch.stack(out).squeeze(2).float()
 
-def flow_loss(pred:torch.Tensor, target:torch.Tensor, kind:str="mse", weights:torch.Tensor=None)->torch.Tensor:
-    "Mean loss (mse | l1 | huber), each sample weighted."
+def flow_loss(pred:torch.Tensor, target:torch.Tensor, kind:str="mse",
+              weights:torch.Tensor=None, # [B]: one weight per sample (the timestep weighting)
+              mask:torch.Tensor=None     # [B, 1, H, W]: one weight per latent position (loss masks); each sample's mean is taken under it
+             )->torch.Tensor:
+    "Mean loss (mse | l1 | huber), each sample weighted, each position weighted by `mask`."
     f = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": lambda a, b, reduction: F.huber_loss(a, b, reduction=reduction, delta=1.0)}[kind]
-    per = f(pred, target, reduction="none").flatten(1).mean(1)
+    el = f(pred, target, reduction="none")
+    if mask is None: per = el.flatten(1).mean(1)
+    else:
+        m = mask.to(el).expand_as(el)
+        per = (el * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1e-8)   # an all-zero mask: 0, no gradient
     return (per * (weights.to(per) if weights is not None else 1)).mean()
 
 def guided_target(pred:torch.Tensor, target:torch.Tensor, scale:float=0.0)->torch.Tensor:
@@ -124,6 +131,7 @@ def fp16_safe(transformer)->list:
 class Item:
     "One training example: cache keys and where it came from."
     latent: str; text: str; shape: tuple; file: str; resolution: int; dataset: int; class_text: str = ""
+    mask: str = ""   # cache key of its loss mask (datasets[i].masks), if it has one
 
 def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None)->list[Item]:
     "Items for every usable (image, resolution), each dataset's repeats applied."
@@ -133,14 +141,14 @@ def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None
             for res, (w, h) in sorted(r.buckets.items()):
                 for key in [(r.prepared, res)] + ([(r.prepared, res, "flip")] if d.flip else []):   # the mirrored copy too, with flip on
                     it = Item(caches["latents"]["index"][key], caches["text"]["index"][r.caption], (h // 8, w // 8),
-                              r.file, res, i, (class_index or {}).get(r.caption, ""))
+                              r.file, res, i, (class_index or {}).get(r.caption, ""), caches["latents"].get("masks", {}).get(key, ""))
                     items += [it] * d.repeats
     if not items: raise ZImageError("no training items: every image was skipped or too small for every resolution", "see the dataset report; add images or lower datasets.resolutions")
     return items
 
 def split_holdout(items:list[Item], n:int, seed:int)->tuple[list, list]:
     "Training items without `n` images of the first dataset, and one item per (latent, caption) of those images (all images' when n = 0)."
-    distinct = lambda its: list({(it.latent, it.text): it for it in its}.values())
+    distinct = lambda its: list({(it.latent, it.text, it.mask): it for it in its}.values())
     if not n: return items, distinct(items)
     files = sorted({it.file for it in items if it.dataset == 0})
     if n >= len(files):
@@ -200,6 +208,7 @@ class Run:
     transformer: object = None; params: list = None; optimizer: object = None; scheduler: object = None; scaler: object = None
     items: list = None; plan: BatchPlan = None; latents: dict = None; texts: dict = None; empty: str = ""
     eval_items: list = None  # the held-out validation items (training.eval_every)
+    masks: dict = None       # loss masks at latent size by cache key (datasets[i].masks)
     ema: list = None         # fp32 moving average of each of `params` (training.ema_decay)
     sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
@@ -267,6 +276,7 @@ def prepare_run_data(run:Run, progress:bool=True):
     run.plan = BatchPlan(run.items, cfg.training.batch_size, cfg.job.seed)
     ls, ts = CacheStore(run.work / "cache" / "latents"), CacheStore(run.work / "cache" / "text")
     run.latents = {k: ls.get(k)["latent"] for k in {it.latent for it in run.items + run.eval_items}}
+    run.masks = {k: ls.get(k)["mask"] for k in {it.mask for it in run.items + run.eval_items} if k}
     run.texts = {k: ts.get(k)["embeds"] for k in set(tidx.values())}
     run.empty, run.sample_keys, run.negative_key = tidx[""], [tidx[p] for p in prompts[:-1]], tidx[prompts[-1]]
     return reports
@@ -346,19 +356,29 @@ def _batch_generator(seed:int, k:int)->torch.Generator:
     "Randomness of global micro-batch k: the same whichever process or step takes it."
     return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63))
 
+def loss_mask(run:Run, its:list)->torch.Tensor|None:
+    "Per-position loss weights [B, 1, h, w] of these items: unmasked_weight + (1 − unmasked_weight)·mask; None when none has a mask."
+    if not any(it.mask for it in its): return None
+    ws = []
+    for it in its:
+        if not it.mask: ws.append(torch.ones(1, *it.shape)); continue
+        u = run.cfg.datasets[it.dataset].unmasked_weight
+        ws.append(u + (1 - u) * run.masks[it.mask])
+    return torch.stack(ws)
+
 def _batch(run:Run, idx:list[int], g:torch.Generator):
-    "Latents [B,C,H,W], caption embeds, class-caption embeds (DOP) of one batch; captions dropped with the configured chance."
+    "Latents [B,C,H,W], caption embeds, class-caption embeds (DOP), loss mask (or None) of one batch; captions dropped with the configured chance."
     its = [run.items[i] for i in idx]
     x0 = torch.stack([run.latents[it.latent] for it in its]).float()
     drop = torch.rand(len(its), generator=g) < run.cfg.training.caption_dropout
     embeds = [run.texts[run.empty if d else it.text] for it, d in zip(its, drop.tolist())]
     classes = [run.texts[it.class_text] for it in its] if run.cfg.training.dop_class_word else None
-    return x0, embeds, classes
+    return x0, embeds, classes, loss_mask(run, its)
 
 def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
     "Loss of one micro-batch (flow matching + optional preservation terms)."
     t, dev = run.cfg.training, run.device
-    x0, embeds, classes = _batch(run, idx, g)
+    x0, embeds, classes, mask = _batch(run, idx, g)
     shift = auto_shift(*x0.shape[-2:]) if t.auto_shift else t.shift
     sig = sample_sigmas(len(idx), t.timestep_type, t.timestep_bias, shift, g)
     noise = torch.randn(x0.shape, generator=g)
@@ -366,7 +386,8 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
     s4 = sig.view(-1, 1, 1, 1)
     noisy = (1 - s4) * x0 + s4 * noise
     pred = predict(run.transformer, noisy, sig, embeds, run.dtype)
-    loss = flow_loss(pred, guided_target(pred, noise - x0, t.differential_guidance), t.loss, sigma_weights(sig, t.timestep_type))
+    loss = flow_loss(pred, guided_target(pred, noise - x0, t.differential_guidance), t.loss, sigma_weights(sig, t.timestep_type),
+                     None if mask is None else mask.to(dev))   # preservation terms below stay unmasked: they keep the whole picture
     for weight, prior_embeds in ((t.dop_weight if classes else 0, classes), (t.blank_prompt_preservation, [run.texts[run.empty]] * len(idx))):
         if not weight: continue
         with torch.no_grad(), adapters_off(run.transformer, TRAINED): prior = predict(run.transformer, noisy, sig, prior_embeds, run.dtype)
@@ -696,15 +717,16 @@ def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0,
     seen, total, n = set(), 0.0, 0
     try:
         for it in (run.items if items is None else items):
-            if (it.latent, it.text) in seen: continue
-            seen.add((it.latent, it.text))
+            if (it.latent, it.text, it.mask) in seen: continue
+            seen.add((it.latent, it.text, it.mask))
             x0 = run.latents[it.latent][None].float().to(run.device)
+            m = loss_mask(run, [it])
             g = torch.Generator().manual_seed(seed)
             for s in sigmas:
                 noise = torch.randn(x0.shape, generator=g).to(run.device)
                 sig = torch.tensor([s], device=run.device)
                 pred = predict(run.transformer, (1 - s) * x0 + s * noise, sig, [run.texts[it.text]], run.dtype)
-                total += float(F.mse_loss(pred, noise - x0)); n += 1
+                total += float(flow_loss(pred, noise - x0, mask=None if m is None else m.to(run.device))); n += 1
     finally: run.transformer.train(was)
     return total / n
 
