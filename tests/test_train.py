@@ -87,8 +87,9 @@ cfg, work, at, where = load_config(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if where == "step": cb = [lambda e: e["event"] == "step" and e["step"] == at and die()]
 else:  # in the middle of writing the checkpoint of step `at`
-    cb, real = [], T.save_config
-    T.save_config = lambda c, p: die() if p.parent.name.startswith(f".step_{at:07d}") else real(c, p)
+    import zimage_nb.checkpoints as C                # where checkpoints are written
+    cb, real = [], C.save_config
+    C.save_config = lambda c, p: die() if p.parent.name.startswith(f".step_{at:07d}") else real(c, p)
 T.train(cfg, work=work, callbacks=cb, progress=False)
 """
 
@@ -172,18 +173,19 @@ def test_checkpoints_from_before_still_resume_bit_exactly(setup):
 def test_a_full_disk_stops_with_one_message_and_loses_nothing(setup, monkeypatch):
     from safetensors import SafetensorError
     cfg = make_cfg(setup, "fulldisk", training__steps=30)
-    real = T.export_lora
+    import zimage_nb.checkpoints as C
+    real = C.export_lora
     def full(*a, **k):
         if "step_0000020" in str(a[1]): raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
         return real(*a, **k)
-    monkeypatch.setattr(T, "export_lora", full)
+    monkeypatch.setattr(C, "export_lora", full)                            # checkpoints are written by zimage_nb.checkpoints
     with pytest.raises(ZImageError) as e: T.train(cfg, work=work(setup), progress=False)
     msg, out = str(e.value), T.run_folder(cfg)
     for part in (f"the disk holding {out} is full", "checkpoint step_0000020 could not be written", "save.keep = ", "step_0000010, is intact", "resumes", "Fix:"):
         assert part in msg, part
     assert [p.name for p in T.list_checkpoints(out)] == ["step_0000010"] and T.checkpoint_ok(out / "checkpoints" / "step_0000010")
     assert not list((out / "checkpoints").glob(".step_*"))                  # the half-written folder is removed
-    monkeypatch.setattr(T, "export_lora", real)                            # space freed: the same call resumes and finishes
+    monkeypatch.setattr(C, "export_lora", real)                            # space freed: the same call resumes and finishes
     assert T.train(cfg, work=work(setup), progress=False)["steps"] == 30
 
 def test_free_space_is_checked_before_training(setup, monkeypatch):
@@ -409,3 +411,19 @@ def test_pixels_with_zero_weight_do_not_move_the_lora(setup, tmp_path):
                              training__steps=5, save__every=1000), work=tmp_path / "w", progress=False) for p in pics]
     assert runs[0]["losses"] == [0.0] * 5
     assert same_lora(trained_state(runs[0]["run"].transformer), trained_state(runs[1]["run"].transformer))
+
+def test_tracker_gets_every_step_and_a_resumed_run_continues_it(setup, monkeypatch):
+    "job.tracker = wandb with a stand-in module: the same scalars as TensorBoard, one tracker run across a resume, closed at the end."
+    import types
+    wb = types.ModuleType("wandb"); wb.calls = []
+    wb.init = lambda **kw: wb.calls.append(("init", kw)); wb.log = lambda values, step: wb.calls.append(("log", step, values))
+    wb.Image = lambda im: ("image", im.size); wb.finish = lambda: wb.calls.append(("finish",))
+    monkeypatch.setitem(sys.modules, "wandb", wb)
+    cfg = make_cfg(setup, "tracked", training__steps=10, save__every=5, sample__every=5, job__tracker="wandb")
+    T.train(cfg, work=work(setup), until=5, progress=False)
+    T.train(cfg, work=work(setup), progress=False)
+    inits = [c[1] for c in wb.calls if c[0] == "init"]
+    assert len(inits) == 2 and inits[0]["id"] == inits[1]["id"] and inits[1]["resume"] == "allow" and inits[0]["config"]["training"]["steps"] == 10
+    assert [c[1] for c in wb.calls if c[0] == "log" and "train/loss" in c[2]] == list(range(1, 11))
+    assert [c[1] for c in wb.calls if c[0] == "log" and "samples" in c[2]] == [5, 10]
+    assert [c[0] for c in wb.calls].count("finish") == 2 and wb.calls[-1] == ("finish",)

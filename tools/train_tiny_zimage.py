@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from zimage_nb.core import atomic_path
 from zimage_nb.tiny import SCENE_COLOURS, tiny_pipeline, tiny_scene, TINY_VERSION
 from zimage_nb.cache import encode_latents, encode_prompts
-from zimage_nb.train import predict, flow_loss, sample_sigmas
+from zimage_nb.flow import predict, flow_loss, sample_sigmas
 
 HELD = [("a large pink disc in the middle on a grey background", "pink", "grey"),
         ("a large white square on a blue background", "white", "blue"),

@@ -14,8 +14,8 @@ from .core import ZImageError, atomic_write_text, decode_text
 # %% auto #0
 __all__ = ['PANELS', 'PANEL_TYPES', 'PRESETS', 'opt', 'JobConfig', 'ModelConfig', 'QuantizationConfig', 'TargetConfig',
            'SaveConfig', 'TrainingConfig', 'DatasetConfig', 'SampleConfig', 'AdvancedConfig', 'ZConfig',
-           'config_schema', 'set_path', 'preset', 'ConfigError', 'config_problems', 'validate_config', 'config_to_dict',
-           'config_from_dict', 'save_config', 'load_config']
+           'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError', 'config_problems', 'validate_config',
+           'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
 
 # %% ../nbs/01_config.ipynb
 def opt(default,                 # the default value (lists are copied per instance)
@@ -38,6 +38,7 @@ class JobConfig:
     output_dir: str = opt("output", "Folder for checkpoints, samples and the LoRA (a mounted Drive folder survives a disconnect).")
     trigger_word: str = opt("", "Word that calls up your subject; replaces [trigger] in captions and prompts.")
     seed: int = opt(42, "Random seed for noise, timesteps and sampling.", lo=0)
+    tracker: str = opt("none", "Also log to Weights & Biases or trackio when installed (TensorBoard files in the run folder are always written).", choices=("none", "wandb", "trackio"))
 
 # %% ../nbs/01_config.ipynb
 @dataclass
@@ -222,6 +223,14 @@ def preset(name:str="turbo-adapter-v2", # one of PRESETS
     cfg = ZConfig(preset=name)
     for path, value in {**PRESETS[name], **{k.replace("__", "."): v for k, v in overrides.items()}}.items(): set_path(cfg, path, value)
     return cfg
+
+# %% ../nbs/01_config.ipynb
+def recipe(cfg:ZConfig)->str:
+    "Which anti-drift recipe a config uses."
+    m = cfg.model
+    if m.training_adapter and m.variant == "turbo": return f"turbo + training adapter ({m.training_adapter})"
+    if m.distill_patch: return "turbo + DistillPatch at inference"
+    return "plain LoRA on Turbo (drifts)" if m.variant == "turbo" else f"{m.variant} (no adapter)"
 
 # %% ../nbs/01_config.ipynb
 class ConfigError(ZImageError):

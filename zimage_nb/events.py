@@ -4,11 +4,12 @@
 
 # %% ../nbs/07c_events.ipynb
 from __future__ import annotations
-import os, socket, struct, time
+import importlib, io, json, os, socket, struct, time, uuid, warnings
 from pathlib import Path
+from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['crc32c', 'record', 'scalar_event', 'image_event', 'read_events', 'EventWriter']
+__all__ = ['TRACKERS', 'crc32c', 'record', 'scalar_event', 'image_event', 'read_events', 'EventWriter', 'Tracker', 'RunLog']
 
 # %% ../nbs/07c_events.ipynb
 def _crc_table():
@@ -155,3 +156,53 @@ class EventWriter:
 def _png_size(png:bytes)->tuple[int, int]:
     "(width, height) from a PNG's header."
     return struct.unpack(">II", png[16:24])
+
+# %% ../nbs/07c_events.ipynb
+TRACKERS = ("none", "wandb", "trackio")
+
+class Tracker:
+    "W&B or trackio beside the event files, when installed: the same scalars and images; a resumed run continues its tracker run."
+    def __init__(self, kind:str,            # job.tracker: none | wandb | trackio
+                 folder:str|Path,           # the run folder: the tracker run's id is kept in <folder>/tracker.json
+                 name:str,                  # the job's name (the tracker run's name)
+                 config:dict=None,          # the run's settings, shown beside its curves
+                 resume:bool=False,         # continuing a run: reuse its tracker run
+                 project:str="zimage-nb"):  # the W&B / trackio project
+        self.mod, self.kind = None, kind
+        if kind == "none": return
+        try: mod = importlib.import_module(kind)
+        except ImportError:
+            warnings.warn(f"job.tracker = '{kind}' but {kind} is not installed: this run logs to the TensorBoard files only "
+                          f"(pip install {kind}, then run again: training resumes and the tracker starts from there)")
+            return
+        ids = Path(folder) / "tracker.json"
+        known = json.loads(ids.read_text()) if resume and ids.exists() else {}
+        if kind not in known:
+            known[kind] = f"{name}-{uuid.uuid4().hex[:8]}"
+            atomic_write_text(ids, json.dumps(known))
+        if kind == "wandb": mod.init(project=project, name=name, id=known[kind], resume="allow", config=config, dir=str(folder))
+        else: mod.init(project=project, name=known[kind], resume="allow", config=config)
+        self.mod = mod
+
+    def scalars(self, step:int, values:dict):
+        "One value per tag at `step` (NaN and None skipped)."
+        if self.mod: self.mod.log({k: v for k, v in values.items() if v is not None and v == v}, step=step)
+
+    def image(self, tag:str, png:bytes, step:int):
+        "A PNG image at `step`."
+        if self.mod:
+            from PIL import Image
+            self.mod.log({tag: self.mod.Image(Image.open(io.BytesIO(png)))}, step=step)
+
+    def close(self):
+        if self.mod: self.mod.finish(); self.mod = None
+
+class RunLog:
+    "Every scalar and image to each of `writers` (the event files, a `Tracker`); `close` closes them all, also after an error."
+    def __init__(self, *writers): self.writers = [w for w in writers if w is not None]
+    def scalars(self, step:int, values:dict):
+        for w in self.writers: w.scalars(step, values)
+    def image(self, tag:str, png:bytes, step:int):
+        for w in self.writers: w.image(tag, png, step)
+    def close(self):
+        for w in self.writers: w.close()

@@ -45,7 +45,7 @@ def hub_token()->str|None:
 # %% ../nbs/12_hub.ipynb
 def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None)->str:
     "README.md for the LoRA's Hub repo."
-    from zimage_nb.train import recipe
+    from zimage_nb.config import recipe
     m, t, tg = cfg.model, cfg.training, cfg.target
     trig = cfg.job.trigger_word
     widget = f"widget:\n- text: '{(trig + ' ').strip() or 'a photo'}'\n  output:\n    url: {grid_name}\n" if grid_name else ""

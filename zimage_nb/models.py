@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'TensorEntry', 'safetensors_entries', 'read_tensor', 'weight_files',
-           'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears', 'place_tensor', 'LoadReport',
-           'stream_into', 'default_device', 'compute_dtype', 'load_transformer', 'load_text_encoder', 'weight_report',
-           'relative_error', 'tiny_forward', 'model_folder', 'hub_download', 'tiny_model_folder', 'load_pipeline']
+__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'FP16_MAX', 'TensorEntry', 'safetensors_entries', 'read_tensor',
+           'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears', 'place_tensor',
+           'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'load_transformer', 'load_text_encoder',
+           'weight_report', 'relative_error', 'tiny_forward', 'model_folder', 'hub_download', 'tiny_model_folder',
+           'load_pipeline', 'fp16_safe', 'one_4bit_path']
 
 # %% ../nbs/04_models.ipynb
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
@@ -331,3 +332,33 @@ def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, lo
                           text_encoder=text_encoder, tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), transformer=transformer)
     pipe.set_progress_bar_config(disable=not progress)
     return pipe
+
+# %% ../nbs/04_models.ipynb
+FP16_MAX = 65504.0
+
+def _clamp(x):
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float16:
+        return torch.nan_to_num(x, nan=0.0, posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX)
+    if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
+    return x
+
+def fp16_safe(transformer)->list:
+    "Clamp Z-Image's overflow points in fp16; returns the hook handles (call .remove() to undo)."
+    handles = []
+    for name, m in transformer.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        parts = name.split(".")
+        if leaf == "w2": handles.append(m.register_forward_pre_hook(lambda mod, args: _clamp(args)))
+        elif leaf in ("feed_forward", "attention") or leaf == "all_final_layer" or (len(parts) == 2 and parts[0] in ("layers", "noise_refiner", "context_refiner")):
+            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
+        elif parts[0] == "all_final_layer" and len(parts) == 2:
+            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
+    return handles
+
+# %% ../nbs/04_models.ipynb
+def one_4bit_path(model)->int:
+    "Keep bitsandbytes' CPU 4-bit layers on one kernel: its inference path repacks weights and changes the numbers mid-run."
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"): m.support_avx512bf16_for_cpu = False; n += 1
+    return n

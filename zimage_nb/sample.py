@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text, release_freed_memory
 from .lora import TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_frozen_lora, lora_file, use_adapters, active_adapters, adapter_names
+from .checkpoints import list_checkpoints
 
 # %% auto #0
 __all__ = ['SAMPLING', 'sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns',
@@ -54,7 +55,7 @@ class Sampler:
         self.loras, self.encoder_loads, self.dtype = {}, 0, dtype or pipe.vae.dtype
         pipe.set_progress_bar_config(disable=True)
         if _float_dtype(self.tr) == torch.float16 and not getattr(self.tr, "_fp16_safe", False):   # T4 / P100 / V100
-            from zimage_nb.train import fp16_safe
+            from zimage_nb.models import fp16_safe
             fp16_safe(self.tr); self.tr._fp16_safe = True
 
     @property
@@ -294,7 +295,6 @@ def _logged(run_folder:Path)->tuple[dict, list]:
 
 def checkpoint_loras(run_folder:str|Path)->dict:
     "{label: LoRA file} for every checkpoint of a run folder, then the final LoRA, in step order."
-    from zimage_nb.train import list_checkpoints
     run_folder = Path(run_folder)
     val, steps = _logged(run_folder)
     tag = lambda step: f" · val {val[step]:.4f}" if step in val else ""     # the validation loss at that step (training.eval_every)

@@ -13,21 +13,22 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text
-from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config
+from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config, recipe
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
 from .offload import BlockOffload
-from .events import EventWriter
+from .events import EventWriter, Tracker, RunLog
+from .models import fp16_safe, one_4bit_path
+from .flow import shift_sigmas, auto_shift, sample_sigmas, sigma_weights, predict, flow_loss, guided_target
+from .checkpoints import (save_checkpoint, load_checkpoint, resume_latest, list_checkpoints, checkpoint_ok, lora_header, safe_load,
+                                   check_disk, checkpoint_bytes, disk_need, disk_full_error, data_manifest, _disk_full, _sha_file)
 
 # %% auto #0
-__all__ = ['FP16_MAX', 'MAX_NAN_STEPS', 'write_demo_dataset', 'shift_sigmas', 'auto_shift', 'sample_sigmas', 'sigma_weights',
-           'predict', 'flow_loss', 'guided_target', 'fp16_safe', 'Item', 'training_items', 'split_holdout',
-           'epoch_batches', 'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder',
-           'trigger_prompts', 'recipe', 'prepare_run_data', 'prepare_run_model', 'attach_training', 'ema_update',
-           'ema_weights', 'one_4bit_path', 'training_adapters', 'sampling_adapters', 'loss_mask', 'micro_loss',
-           'train_step', 'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
-           'save_checkpoint', 'list_checkpoints', 'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest',
-           'render_samples', 'peak_memory', 'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
+__all__ = ['MAX_NAN_STEPS', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
+           'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts', 'prepare_run_data',
+           'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
+           'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
+           'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
 
 # %% ../nbs/08_train.ipynb
 def write_demo_dataset(folder:str|Path, # where the images and captions go
@@ -43,88 +44,6 @@ def write_demo_dataset(folder:str|Path, # where the images and captions go
         im.save(folder / f"img_{i:02d}.png")
         (folder / f"img_{i:02d}.txt").write_text(caption)
     return folder
-
-# %% ../nbs/08_train.ipynb
-def shift_sigmas(sigmas:torch.Tensor, shift:float)->torch.Tensor:
-    "The flow-matching time shift: shift > 1 moves noise levels up."
-    return shift * sigmas / (1 + (shift - 1) * sigmas)
-
-def auto_shift(height:int, width:int,  # latent size (pixels / 8)
-               base_len:int=256, max_len:int=4096, base_shift:float=0.5, max_shift:float=1.15)->float:
-    "Shift from the number of image tokens, as the pipeline's dynamic shifting computes it."
-    seq = (height // 2) * (width // 2)
-    mu = base_shift + (max_shift - base_shift) * (seq - base_len) / (max_len - base_len)
-    return math.exp(mu)
-
-def sample_sigmas(n:int,                        # how many
-                  timestep_type:str="weighted", # weighted | uniform | sigmoid
-                  bias:str="balanced",          # balanced | high-noise | low-noise
-                  shift:float=3.0,              # schedule shift
-                  generator:torch.Generator=None)->torch.Tensor:
-    "Noise levels in (0, 1) for one batch."
-    u = torch.sigmoid(torch.randn(n, generator=generator)) if timestep_type == "sigmoid" else torch.rand(n, generator=generator)
-    if bias == "high-noise": u = 1 - (1 - u) ** 3
-    elif bias == "low-noise": u = u ** 3
-    return shift_sigmas(u, shift).clamp(1e-3, 1.0)
-
-def sigma_weights(sigmas:torch.Tensor, timestep_type:str="weighted")->torch.Tensor:
-    "Loss weight per sample: a bell curve over σ with mean 1 for 'weighted', else ones."
-    if timestep_type != "weighted": return torch.ones_like(sigmas)
-    grid = torch.linspace(0, 1, 1000)
-    bell = lambda s: torch.exp(-2 * (s - 0.5) ** 2)
-    lo, mean = bell(grid).min(), (bell(grid) - bell(grid).min()).mean()
-    return (bell(sigmas) - lo) / mean
-
-# %% ../nbs/08_train.ipynb
-def predict(transformer, noisy:torch.Tensor,   # [B, C, H, W] noised latents
-            sigmas:torch.Tensor,                # [B] their noise levels
-            embeds:list[torch.Tensor],          # B caption embeddings [tokens, dim]
-            dtype:torch.dtype=None)->torch.Tensor:
-    "The model's velocity prediction (noise − x0 direction), [B, C, H, W] in fp32."
-    dtype = dtype or noisy.dtype
-    x = list(noisy.to(dtype).unsqueeze(2).unbind(0))
-    out = transformer(x, (1 - sigmas).to(noisy.device, dtype), [e.to(noisy.device, dtype) for e in embeds], return_dict=False)[0]
-    return -torch.stack(out).squeeze(2).float()
-
-def flow_loss(pred:torch.Tensor, target:torch.Tensor, kind:str="mse",
-              weights:torch.Tensor=None, # [B]: one weight per sample (the timestep weighting)
-              mask:torch.Tensor=None     # [B, 1, H, W]: one weight per latent position (loss masks); each sample's mean is taken under it
-             )->torch.Tensor:
-    "Mean loss (mse | l1 | huber), each sample weighted, each position weighted by `mask`."
-    f = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": lambda a, b, reduction: F.huber_loss(a, b, reduction=reduction, delta=1.0)}[kind]
-    el = f(pred, target, reduction="none")
-    if mask is None: per = el.flatten(1).mean(1)
-    else:
-        m = mask.to(el).expand_as(el)
-        per = (el * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1e-8)   # an all-zero mask: 0, no gradient
-    return (per * (weights.to(per) if weights is not None else 1)).mean()
-
-def guided_target(pred:torch.Tensor, target:torch.Tensor, scale:float=0.0)->torch.Tensor:
-    "Differential guidance: pred + s·(target − pred) with no gradient through pred (s = 0 means off)."
-    if not scale or scale == 1: return target
-    return pred.detach() + scale * (target - pred.detach())
-
-# %% ../nbs/08_train.ipynb
-FP16_MAX = 65504.0
-
-def _clamp(x):
-    if isinstance(x, torch.Tensor) and x.dtype == torch.float16:
-        return torch.nan_to_num(x, nan=0.0, posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX)
-    if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
-    return x
-
-def fp16_safe(transformer)->list:
-    "Clamp Z-Image's overflow points in fp16; returns the hook handles (call .remove() to undo)."
-    handles = []
-    for name, m in transformer.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        parts = name.split(".")
-        if leaf == "w2": handles.append(m.register_forward_pre_hook(lambda mod, args: _clamp(args)))
-        elif leaf in ("feed_forward", "attention") or leaf == "all_final_layer" or (len(parts) == 2 and parts[0] in ("layers", "noise_refiner", "context_refiner")):
-            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
-        elif parts[0] == "all_final_layer" and len(parts) == 2:
-            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
-    return handles
 
 # %% ../nbs/08_train.ipynb
 @dataclass
@@ -231,13 +150,6 @@ def trigger_prompts(prompts:list, trigger:str)->list[str]:
     "Sample prompts with [trigger] replaced."
     return [" ".join(p.replace("[trigger]", trigger).split()) for p in prompts]
 
-def recipe(cfg:ZConfig)->str:
-    "Which anti-drift recipe a config uses."
-    m = cfg.model
-    if m.training_adapter and m.variant == "turbo": return f"turbo + training adapter ({m.training_adapter})"
-    if m.distill_patch: return "turbo + DistillPatch at inference"
-    return "plain LoRA on Turbo (drifts)" if m.variant == "turbo" else f"{m.variant} (no adapter)"
-
 # %% ../nbs/08_train.ipynb
 def _model_folder(cfg:ZConfig)->Path:
     from zimage_nb.models import model_folder, tiny_model_folder, PARTS
@@ -334,13 +246,6 @@ def _load_device(cfg:ZConfig, device:str)->str:
     "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
     return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
 
-def one_4bit_path(model)->int:
-    "Keep bitsandbytes' CPU 4-bit layers on one kernel: its inference path repacks weights and changes the numbers mid-run."
-    n = 0
-    for m in model.modules():
-        if hasattr(m, "support_avx512bf16_for_cpu"): m.support_avx512bf16_for_cpu = False; n += 1
-    return n
-
 def training_adapters(run:Run)->dict:
     "Adapters in effect while training: the LoRA, plus the training adapter if used."
     return {TRAINED: 1.0, **({TRAINING_ADAPTER: 1.0} if run.training_adapter else {})}
@@ -434,150 +339,6 @@ def train_step(run:Run)->dict:
     return dict(loss=total if finite else float("nan"), lr=lr, skipped=not finite, grad_norm=float(norm) if finite else float("nan"))
 
 # %% ../nbs/08_train.ipynb
-def _sha_file(p:Path)->str:
-    import hashlib
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
-
-def data_manifest(run:Run)->list:
-    "What was trained on: (latent key, text key, file, resolution) per item."
-    return [[it.latent, it.text, it.file, it.resolution] for it in run.items]
-
-def _plain_numpy_state()->tuple:
-    "numpy's RNG state as plain Python values (no arrays: loading it needs no pickle of numpy objects)."
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return kind, keys.tolist(), pos, has_gauss, gauss
-
-def _numpy_state(s)->tuple:
-    kind, keys, *rest = s
-    return (kind, np.asarray(keys, dtype=np.uint32), *rest)
-
-def safe_load(path:Path):
-    "torch.load that cannot run code: tensors, numbers, strings and containers only (`weights_only=True`); numpy arrays of checkpoints from before 0.1.0 allowed by name."
-    import pickle
-    try: from numpy._core.multiarray import _reconstruct
-    except ImportError: from numpy.core.multiarray import _reconstruct          # numpy 1
-    try:
-        with torch.serialization.safe_globals([np.ndarray, np.dtype, _reconstruct, type(np.dtype(np.uint32))]):
-            return torch.load(path, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ZImageError(f"checkpoint file {path} holds Python objects that could run code when loaded (a tampered or foreign file), so it was not loaded",
-                          f"resume from a checkpoint this run wrote, or move {Path(path).parent} away to skip it (training then resumes from an older one, or starts fresh)") from e
-
-def checkpoint_bytes(run:Run)->int:
-    "Disk one checkpoint takes: the last one written, else the LoRA in fp32 plus two fp32 optimizer moments and 1 MiB of the rest."
-    if cks := list_checkpoints(run.out): return sum(f.stat().st_size for f in cks[-1].iterdir())
-    return sum(p.numel() for p in run.params) * 12 + 2**20
-
-def disk_need(run:Run)->int:
-    "What the run will write from here: save.keep checkpoints plus the one being written, the exported LoRA and the sample images."
-    c = run.cfg
-    samples = (c.training.steps // c.sample.every + 1 if c.sample.every else 1) * 2**20
-    return checkpoint_bytes(run) * (c.save.keep + 1) + sum(p.numel() for p in run.params) * 4 + samples
-
-def _disk_full(e:BaseException)->bool:
-    return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or "StorageFull" in str(e)
-
-def disk_full_error(run:Run, what:str)->ZImageError:
-    "The one message a full disk gets: which folder, what the run needs, that nothing is lost and how to go on."
-    good = [ck for ck in list_checkpoints(run.out) if checkpoint_ok(ck)]
-    kept = f"the last good checkpoint, {good[-1].name}, is intact and running training again resumes from it" if good else "no checkpoint had been written yet, so a re-run starts from step 0"
-    return ZImageError(f"the disk holding {run.out} is full: {what} could not be written ({shutil.disk_usage(run.out).free / 2**20:.0f} MiB free; "
-                       f"each checkpoint takes about {checkpoint_bytes(run) / 2**20:.0f} MiB and the run keeps save.keep = {run.cfg.save.keep} of them). Nothing is lost: {kept}",
-                       "free some space there (old runs, caches), lower save.keep, or set job.output_dir to a disk with room, then run training again")
-
-def check_disk(run:Run):
-    "Before training: refuse if not even one checkpoint fits; warn if what the run will write does not."
-    free, one, need = shutil.disk_usage(run.out).free, checkpoint_bytes(run), disk_need(run)
-    if free < one: raise disk_full_error(run, "a first checkpoint")
-    if free < need: warnings.warn(f"{run.out} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
-                                  f"(save.keep = {run.cfg.save.keep} checkpoints of {one / 2**20:.0f} MiB, the LoRA and samples): it may stop with a full disk; lower save.keep or free space")
-
-def save_checkpoint(run:Run)->Path:
-    "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`."
-    root = run.out / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{run.step:07d}"
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
-        export_lora(run.transformer, tmpdir / "lora.safetensors", "fp32", lora_header(run))
-        if run.ema is not None: save_file({str(i): e.contiguous() for i, e in enumerate(run.ema)}, str(tmpdir / "ema.safetensors"))
-        torch.save(run.optimizer.state_dict(), tmpdir / "optimizer.pt")
-        torch.save(dict(scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict() if run.scaler else None,
-                        rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=_plain_numpy_state(),
-                                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)), tmpdir / "states.pt")
-        save_config(run.cfg, tmpdir / "config.yaml")
-        atomic_write_text(tmpdir / "data.json", json.dumps(data_manifest(run)))
-        files = {f.name: _sha_file(f) for f in sorted(tmpdir.iterdir())}
-        atomic_write_text(tmpdir / "state.json", json.dumps(dict(step=run.step, nan_streak=run.nan_streak, skipped=run.skipped, files=files), indent=1))
-        for f in tmpdir.iterdir():
-            with open(f, "rb") as fh: os.fsync(fh.fileno())
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmpdir, final)
-    except Exception as e:
-        if _disk_full(e): raise disk_full_error(run, f"checkpoint {final.name}") from e
-        raise
-    finally:
-        if tmpdir.exists(): shutil.rmtree(tmpdir, ignore_errors=True)
-    for old in list_checkpoints(run.out)[:-run.cfg.save.keep]: shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".step_*"):   # left by a process killed while saving
-        if stale.is_dir(): shutil.rmtree(stale, ignore_errors=True)
-    return final
-
-def list_checkpoints(out:Path)->list[Path]:
-    "Complete checkpoint folders, oldest first."
-    root = Path(out) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.exists() else []
-
-def checkpoint_ok(ck:Path)->bool:
-    "Does every file of `ck` match the checksum its state.json recorded?"
-    try:
-        st = json.loads((ck / "state.json").read_text())
-        return all(_sha_file(ck / n) == h for n, h in st["files"].items())
-    except Exception: return False
-
-# %% ../nbs/08_train.ipynb
-def lora_header(run:Run)->dict:
-    "Training facts written into every LoRA file's header."
-    c = run.cfg
-    return dict(base_model=c.model.name_or_path, variant=c.model.variant, recipe=recipe(c), trigger_word=c.job.trigger_word,
-                rank=c.target.rank, alpha=c.target.alpha, modules=c.target.modules, steps=run.step, total_steps=c.training.steps,
-                resolutions=sorted({r for d in c.datasets for r in d.resolutions}), lr=c.training.lr, optimizer=c.training.optimizer,
-                training_adapter=c.model.training_adapter if run.training_adapter else "", distill_patch=c.model.distill_patch, seed=c.job.seed)
-
-def load_checkpoint(run:Run, ck:Path):
-    "Restore LoRA, optimizer, scheduler, scaler, RNG and counters from `ck`."
-    from peft import set_peft_model_state_dict
-    st = json.loads((ck / "state.json").read_text())
-    saved = load_file(str(ck / "lora.safetensors"))
-    sd = {k.removeprefix("diffusion_model."): v for k, v in saved.items() if not k.endswith(".alpha")}
-    mine = trained_state(run.transformer)
-    if set(sd) != set(mine) or any(sd[k].shape != mine[k].shape for k in mine):
-        raise ZImageError(f"checkpoint {ck} is for a different LoRA (rank, modules or type changed)",
-                          "restore the target settings it was made with, or use a new job.name to start fresh")
-    if json.loads((ck / "data.json").read_text()) != data_manifest(run):
-        warnings.warn(f"the dataset changed since checkpoint {ck.name}: resuming with the new one")
-    set_peft_model_state_dict(run.transformer, sd, adapter_name=TRAINED)
-    for p in run.params: p.data = p.data.float()
-    if run.ema is not None:
-        if not (ck / "ema.safetensors").exists():
-            raise ZImageError(f"checkpoint {ck} has no EMA weights (it was written with training.ema_decay = 0)", "resume with training.ema_decay = 0, or use a new job.name to start fresh with EMA")
-        saved_ema = load_file(str(ck / "ema.safetensors"))
-        run.ema = [saved_ema[str(i)].float() for i in range(len(run.params))]
-    run.optimizer.load_state_dict(safe_load(ck / "optimizer.pt"))
-    s = safe_load(ck / "states.pt")
-    run.scheduler.load_state_dict(s["scheduler"])
-    if run.scaler and s["scaler"]: run.scaler.load_state_dict(s["scaler"])
-    torch.set_rng_state(s["rng"]["torch"]); random.setstate(s["rng"]["python"]); np.random.set_state(_numpy_state(s["rng"]["numpy"]))
-    if s["rng"]["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["rng"]["cuda"])
-    run.step, run.nan_streak, run.skipped = st["step"], st["nan_streak"], st["skipped"]
-
-def resume_latest(run:Run)->Path|None:
-    "Load the newest intact checkpoint, skipping damaged ones; None if there is none."
-    for ck in reversed(list_checkpoints(run.out)):
-        if checkpoint_ok(ck): load_checkpoint(run, ck); return ck
-        warnings.warn(f"checkpoint {ck} is damaged (checksum mismatch or missing file): skipped")
-    return None
-
-# %% ../nbs/08_train.ipynb
 @torch.no_grad()
 def render_samples(run:Run, path:Path=None, # save the images side by side as this PNG
                    adapters:dict=None)->list:  # {name: weight} in effect (default: `sampling_adapters(run)`)
@@ -663,48 +424,51 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
     ck = resume_latest(run) if resume else None
     if main: _trim_log(log, run.step) if ck else log.unlink(missing_ok=True)
     if ck and main: print(f"resumed from {ck.name} (step {run.step})")
-    tb = EventWriter(run.out / "tensorboard", run.step if ck else None) if main else None   # TensorBoard curves, continued on resume
-    end = min(until or t.steps, t.steps)
-    if main: check_disk(run)
-    bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
-    losses, t0 = [], time.time()
-    while run.step < end and not (stop is not None and stop.is_set()):
-        t1 = time.time()
-        rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
-        losses.append(rec["loss"])
-        if main and t.eval_every and rec["step"] % t.eval_every == 0: rec["val_loss"] = eval_loss(run, items=run.eval_items)   # fixed noise: no RNG used
-        if main:
-            with open(log, "a") as f: f.write(json.dumps(rec) + "\n")
-            tb.scalars(rec["step"], {"train/loss": rec["loss"], "train/lr": rec["lr"], "train/grad_norm": rec["grad_norm"],
-                                     "train/seconds_per_step": time.time() - t1, "train/peak_memory_gib": rec["peak_memory"] / 2**30,
-                                     "val/loss": rec.get("val_loss")})
-            bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
-        _emit(callbacks, dict(event="step", **rec))
-        if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
+    tb = RunLog(EventWriter(run.out / "tensorboard", run.step if ck else None),   # TensorBoard curves, continued on resume
+                Tracker(cfg.job.tracker, run.out, cfg.job.name, config_to_dict(cfg), resume=ck is not None)) if main else None
+    try:
+        end = min(until or t.steps, t.steps)
+        if main: check_disk(run)
+        bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
+        losses, t0 = [], time.time()
+        while run.step < end and not (stop is not None and stop.is_set()):
+            t1 = time.time()
+            rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
+            losses.append(rec["loss"])
+            if main and t.eval_every and rec["step"] % t.eval_every == 0: rec["val_loss"] = eval_loss(run, items=run.eval_items)   # fixed noise: no RNG used
+            if main:
+                with open(log, "a") as f: f.write(json.dumps(rec) + "\n")
+                tb.scalars(rec["step"], {"train/loss": rec["loss"], "train/lr": rec["lr"], "train/grad_norm": rec["grad_norm"],
+                                         "train/seconds_per_step": time.time() - t1, "train/peak_memory_gib": rec["peak_memory"] / 2**30,
+                                         "val/loss": rec.get("val_loss")})
+                bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
+            _emit(callbacks, dict(event="step", **rec))
+            if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
+                _sample_event(run, callbacks, tb)
+            if main and run.step % cfg.save.every == 0 and run.step < t.steps:
+                _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run))))
+            _barrier(run.world)
+        bar.close()
+        result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
+        if not result["ranks_in_sync"]: raise ZImageError("the processes' LoRAs differ after training", "report this as a bug; train with advanced.num_processes = 1 meanwhile")
+        if run.step >= t.steps and main:
+            try:
+                if run.ema is not None:
+                    with ema_weights(run):
+                        ema_path = run.out / f"{cfg.job.name}{'' if cfg.save.ema_export == 'instead' else '_ema'}.safetensors"
+                        result["ema_lora"] = export_lora(run.transformer, ema_path, cfg.save.dtype, dict(lora_header(run), ema_decay=t.ema_decay, ema_start=t.ema_start))
+                if run.ema is None or cfg.save.ema_export == "second-file":
+                    result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
+                else: result["lora"] = result["ema_lora"]
+            except Exception as e:
+                if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
+                raise
             _sample_event(run, callbacks, tb)
-        if main and run.step % cfg.save.every == 0 and run.step < t.steps:
-            _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run))))
-        _barrier(run.world)
-    bar.close()
-    result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
-    if not result["ranks_in_sync"]: raise ZImageError("the processes' LoRAs differ after training", "report this as a bug; train with advanced.num_processes = 1 meanwhile")
-    if run.step >= t.steps and main:
-        try:
-            if run.ema is not None:
-                with ema_weights(run):
-                    ema_path = run.out / f"{cfg.job.name}{'' if cfg.save.ema_export == 'instead' else '_ema'}.safetensors"
-                    result["ema_lora"] = export_lora(run.transformer, ema_path, cfg.save.dtype, dict(lora_header(run), ema_decay=t.ema_decay, ema_start=t.ema_start))
-            if run.ema is None or cfg.save.ema_export == "second-file":
-                result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
-            else: result["lora"] = result["ema_lora"]
-        except Exception as e:
-            if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
-            raise
-        _sample_event(run, callbacks, tb)
-    elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
-    if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
-                                                                      lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
-    if tb: tb.close()
+        elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
+        if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
+                                                                          lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
+    finally:
+        if tb: tb.close()   # also when training stops with an error: the files and the tracker run are closed
     _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
     return result
 
