@@ -296,18 +296,20 @@ def _is_network_error(e:Exception)->bool:
     return isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or bool(names & {"ConnectError", "TransportError", "TimeoutException", "NetworkError"})
 
 # %% ../nbs/04_models.ipynb
-def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cache/zimage_nb/tiny)
-                      seed:int=0)->Path:
+def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cache/zimage_nb/tiny-...)
+                      seed:int=0,
+                      turbo:bool=False)->Path:   # the tiny Turbo (`tiny_pipeline(turbo=True)`) instead of the base
     "The tiny offline model as a diffusers folder (written once)."
-    from zimage_nb.tiny import tiny_pipeline, TINY_VERSION
+    from zimage_nb.tiny import tiny_pipeline, TINY_VERSION, TINY_TURBO_VERSION
     import transformers
     tf = transformers.__version__.split(".")[0]   # transformers 4 and 5 save tokenizers differently: one folder each
-    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}-tf{tf}")
+    kind = f"-turbo{TINY_TURBO_VERSION}" if turbo else ""
+    folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}{kind}-tf{tf}")
     if (folder / "model_index.json").exists(): return folder
     shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    tiny_pipeline(seed).save_pretrained(tmp)
+    tiny_pipeline(seed, turbo=turbo).save_pretrained(tmp)
     try: tmp.rename(folder)  # atomic: a reader sees no folder or a complete one
     except OSError: shutil.rmtree(tmp)  # another process finished first
     return folder

@@ -17,9 +17,10 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'SCENE_COLOURS',
-           'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer',
-           'draw_shape', 'tiny_scene', 'subject_share', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'to_original_layout',
-           'write_single_file', 'write_tiny_lora']
+           'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS', 'TINY_TURBO_VERSION',
+           'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape', 'tiny_scene',
+           'subject_share', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file', 'tiny_purity',
+           'to_original_layout', 'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -115,6 +116,9 @@ def _frozen(m): return m.eval().requires_grad_(False)
 
 TINY_VERSION = 3  # bump when the tiny model changes: cached copies on disk are named after it
 TINY_WEIGHTS = "tiny_zimage.safetensors"  # the pretrained transformer and text encoder (package data)
+TINY_TURBO_WEIGHTS = "tiny_zimage_turbo.safetensors"  # its transformer distilled to sample in few steps (tools/distil_tiny_turbo.py)
+TINY_TURBO_VERSION = 1   # bump when the tiny Turbo family changes (folders of it are named after it)
+TINY_TURBO_STEPS = 1     # the tiny Turbo's pipeline steps (its "8 steps")
 
 def _asset(name): return str(files("zimage_nb") / "assets" / name)
 
@@ -126,7 +130,8 @@ def tiny_vae()->AutoencoderKL:
 
 def tiny_pipeline(seed:int=0,                      # weights of an untrained model (trained=False): same seed, same weights
                   dtype:torch.dtype=torch.float32, # dtype of all weights
-                  trained:bool=True                # the pretrained tiny transformer and text encoder shipped in the package
+                  trained:bool=True,               # the pretrained tiny transformer and text encoder shipped in the package
+                  turbo:bool=False                 # the tiny Turbo: the pretrained transformer distilled to sample in TINY_TURBO_STEPS
                  )->ZImagePipeline:
     "A complete Z-Image-architecture pipeline, built offline: pretrained (or random) transformer and text encoder, trained tiny VAE."
     with torch.random.fork_rng(devices=[]):
@@ -139,6 +144,7 @@ def tiny_pipeline(seed:int=0,                      # weights of an untrained mod
         sd = load_file(_asset(TINY_WEIGHTS))
         for prefix, m in (("transformer.", transformer), ("text_encoder.", text_encoder)):
             m.load_state_dict({k[len(prefix):]: v.float() for k, v in sd.items() if k.startswith(prefix)})
+    if turbo: transformer.load_state_dict({k.removeprefix("transformer."): v.float() for k, v in load_file(_asset(TINY_TURBO_WEIGHTS)).items()})
     pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(**TURBO_SCHEDULER), vae=_frozen(vae),
                           text_encoder=_frozen(text_encoder), tokenizer=tokenizer, transformer=_frozen(transformer))
     pipe.set_progress_bar_config(disable=True)
@@ -151,6 +157,20 @@ def tiny_image(pipe:ZImagePipeline, # e.g. `tiny_pipeline()`
     g = torch.Generator("cpu").manual_seed(seed)
     return pipe(prompt, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
                 generator=g, max_sequence_length=64).images[0]
+
+# %% ../nbs/03_tiny.ipynb
+def tiny_turbo_file(kind:str # "adapter" (the tiny training adapter) or "patch" (the tiny DistillPatch)
+                   )->Path:
+    "The path of a LoRA of the tiny Turbo family (package data, ostris / ComfyUI layout)."
+    names = {"adapter": "tiny_training_adapter.safetensors", "patch": "tiny_distill_patch.safetensors"}
+    if kind not in names: raise ValueError(f"kind must be one of {list(names)}")
+    return Path(_asset(names[kind]))
+
+def tiny_purity(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 values
+    "Share of pixels within 30 of a colour of the tiny world or of the subject: plain colours are sharp, blur mixes them."
+    pal = np.array(list(SCENE_COLOURS.values()) + [SUBJECT["body"], SUBJECT["ring"]], np.float32)
+    x = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, np.float32).reshape(-1, 3)
+    return float((np.sqrt(((x[:, None] - pal[None]) ** 2).sum(-1)).min(1) < 30).mean())
 
 # %% ../nbs/03_tiny.ipynb
 _TO_ORIGINAL = [(r"^all_final_layer\.2-1\.", "final_layer."), (r"^all_x_embedder\.2-1\.", "x_embedder."),

@@ -1,0 +1,109 @@
+"""The three ways to train a LoRA for a few-step (Turbo) model, measured offline on the tiny Turbo family.
+
+The same subject ("zxq", the demo's red disc with a yellow ring, `write_demo_dataset`), the same training settings
+(the tiny preset with 300 steps at lr 1e-3, uniform timesteps, DOP with the class word "a", as the demo) and four recipes:
+
+    turbo + training adapter   LoRA trained on the tiny Turbo with the tiny training adapter in place; sampled without it
+    base (de-Turbo)            LoRA trained on the tiny base; sampled at 30 steps, its own regime
+    plain + DistillPatch       LoRA trained plainly on the tiny Turbo; sampled with the tiny DistillPatch beside it
+    plain (drifts)             LoRA trained plainly on the tiny Turbo; sampled as is: the failure the recipes exist for
+
+Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (the patch as a second adapter) and scored:
+
+    subject           share of red/yellow pixels (`subject_share`) in the trigger prompt's samples: the subject is drawn
+    1-step vs 30-step mean |pixel difference| / 255 between the LoRA'd model's 1-step and 30-step samples (trigger and
+                      class prompts, same noise): a model that kept its few-step sampling draws in one step what it
+                      draws in thirty (a plain flow model, like the base, does not)
+    class sharpness   `tiny_purity` of the class prompts' samples at the recipe's steps: few-step blur mixes colours
+    class drift       mean |pixel difference| / 255 between the class prompts' samples and the same model's without the
+                      LoRA (same steps and noise): what the LoRA changed beyond its subject
+
+Two reference rows (no LoRA) come first. `python tools/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
+
+Writes <out>/recipes.json, <out>/recipes.md (the table) and <out>/recipes.png (rows: recipes; columns: the trigger
+prompt at three seeds, then two class prompts; all at the tiny Turbo's step count, the base row at 30 steps).
+"""
+import argparse, json, time
+from pathlib import Path
+import numpy as np, torch
+from PIL import Image, ImageDraw
+from zimage_nb.config import preset
+from zimage_nb.models import tiny_model_folder
+from zimage_nb.tiny import (tiny_pipeline, tiny_image, subject_share, tiny_purity, tiny_turbo_file, TINY_TURBO_STEPS)
+from zimage_nb.train import train, write_demo_dataset
+
+TRIGGER = "zxq disc on a blue background"
+CLASS = ["a large pink disc in the middle on a grey background", "a large white square on a blue background",
+         "a small orange triangle on the left on a teal background", "a large green disc on the right on a black background"]
+SEEDS = (1, 2, 3)
+
+RECIPES = {   # name: (job name, model, config overrides, patch at inference, sampling steps)
+    "turbo + training adapter": ("adapter", "turbo", dict(model__variant="turbo", model__training_adapter="ADAPTER"), False, TINY_TURBO_STEPS),
+    "base (de-Turbo)": ("base", "base", dict(model__variant="base"), False, 30),
+    "plain + DistillPatch": ("patch", "turbo", dict(model__variant="turbo", model__distill_patch="PATCH"), True, TINY_TURBO_STEPS),
+    "plain (drifts)": ("plain", "turbo", dict(model__variant="turbo"), False, TINY_TURBO_STEPS),
+}
+
+def images(pipe, prompts, steps):
+    return [tiny_image(pipe, p, height=64, width=64, steps=steps, seed=s) for p in prompts for s in SEEDS]
+
+def mad(a, b):
+    return float(np.mean([np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).mean() / 255 for x, y in zip(a, b)]))
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="/tmp/recipes")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-3, help="the LoRA's learning rate (the tiny preset's 3e-3 changes the class prompts too much to compare)")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    photos = write_demo_dataset(out / "photos")
+    folders = {"base": tiny_model_folder(out / "tiny-base"), "turbo": tiny_model_folder(out / "tiny-turbo", turbo=True)}
+    adapter, patch = str(tiny_turbo_file("adapter")), str(tiny_turbo_file("patch"))
+    ref = images(tiny_pipeline(turbo=True), CLASS, TINY_TURBO_STEPS)             # the tiny Turbo's own few-step samples
+    ref_base = images(tiny_pipeline(), CLASS, 30)                                 # the base's own 30-step samples
+    rows, table = [], []
+    for name, turbo, steps in (("tiny Turbo, no LoRA", True, TINY_TURBO_STEPS), ("tiny base, no LoRA", False, 30)):
+        pipe = tiny_pipeline(turbo=turbo)
+        trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
+        one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
+        table.append(dict(recipe=name, sampling_steps=steps, train_seconds=0, subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
+                          few_step_gap=round(mad(one, many), 4), class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3), class_drift=0.0))
+        rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[3]]))
+    for name, (job, model, over, with_patch, steps) in RECIPES.items():
+        over = {k: {"ADAPTER": adapter, "PATCH": patch}.get(v, v) for k, v in over.items()}
+        cfg = preset("tiny", job__output_dir=str(out / "runs"), job__name=job,
+                     job__trigger_word="zxq", datasets__0__path=str(photos), model__name_or_path=str(folders[model]), training__steps=a.steps, training__lr=a.lr,
+                     save__every=a.steps, sample__every=0, training__timestep_type="uniform", training__dop_class_word="a", sample__steps=steps, **over)
+        t0 = time.time(); res = train(cfg, work=out / f"work-{model}", resume=False, progress=False); secs = time.time() - t0
+        pipe = tiny_pipeline(turbo=model == "turbo")
+        pipe.load_lora_weights(str(res["lora"].parent), weight_name=res["lora"].name, adapter_name="subject")
+        if with_patch:
+            pipe.load_lora_weights(str(Path(patch).parent), weight_name=Path(patch).name, adapter_name="patch")
+            pipe.set_adapters(["subject", "patch"], [1.0, 1.0])
+        trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
+        one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
+        own = ref if model == "turbo" else ref_base                                # the same model without the LoRA, same steps
+        row = dict(recipe=name, sampling_steps=steps, train_seconds=round(secs, 1),
+                   subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
+                   few_step_gap=round(mad(one, many), 4),
+                   class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3),
+                   class_drift=round(mad(cls, own), 4))
+        print(row, flush=True); table.append(row)
+        rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[3]]))
+    (out / "recipes.json").write_text(json.dumps(table, indent=1))
+    md = ["| recipe | sampled at | subject | 1-step vs 30-step gap | class prompts: sharpness | class prompts: drift |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['recipe']} | {r['sampling_steps']} step{'s' * (r['sampling_steps'] > 1)} | {r['subject']:.1%} | {r['few_step_gap']:.3f} | {r['class_sharpness']:.2f} | {r['class_drift']:.3f} |" for r in table]
+    (out / "recipes.md").write_text("\n".join(md) + "\n")
+    from zimage_nb.sample import label_font
+    cell, left = 96, 260
+    grid = Image.new("RGB", (left + cell * 5, cell * len(rows)), "white"); d = ImageDraw.Draw(grid)
+    for r, (label, ims) in enumerate(rows):
+        d.text((6, r * cell + cell // 2 - 8), label, fill="black", font=label_font(label, 14))
+        for c, im in enumerate(ims): grid.paste(im.resize((cell, cell), Image.NEAREST), (left + c * cell, r * cell))
+    grid.save(out / "recipes.png")
+    print("\n".join(md)); print(f"wrote {out / 'recipes.png'}")
+
+if __name__ == "__main__": main()
