@@ -2,14 +2,13 @@
 steps for, the training adapter undoes that, and the DistillPatch puts it back. Sampling only: a few seconds."""
 import numpy as np, pytest
 from zimage_nb.lora import TRAINING_ADAPTER, DISTILL_PATCH
-from zimage_nb.tiny import tiny_pipeline, tiny_image, tiny_purity, tiny_turbo_file, TINY_TURBO_STEPS
+from zimage_nb.tiny import tiny_pipeline, tiny_image, tiny_purity, tiny_turbo_file, image_distance as dist, TINY_TURBO_STEPS
 
 CAPS = ["a large pink disc in the middle on a grey background", "a large white square on a blue background",
         "a small orange triangle on the left on a teal background", "a large green disc on the right on a black background"]
 
 def pics(pipe, steps): return [tiny_image(pipe, c, height=64, width=64, steps=steps, seed=s) for c in CAPS for s in (1, 2)]
 def sharp(ims): return float(np.mean([tiny_purity(i) for i in ims]))
-def dist(a, b): return float(np.mean([np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).mean() / 255 for x, y in zip(a, b)]))
 
 @pytest.fixture(scope="module")
 def family():

@@ -29,7 +29,7 @@ import numpy as np, torch
 from PIL import Image, ImageDraw
 from zimage_nb.config import preset
 from zimage_nb.models import tiny_model_folder
-from zimage_nb.tiny import (tiny_pipeline, tiny_image, subject_share, tiny_purity, tiny_turbo_file, TINY_TURBO_STEPS)
+from zimage_nb.tiny import tiny_pipeline, tiny_image, subject_share, tiny_purity, tiny_turbo_file, image_distance as mad, TINY_TURBO_STEPS
 from zimage_nb.train import train, write_demo_dataset
 
 TRIGGER = "zxq disc on a blue background"
@@ -46,9 +46,6 @@ RECIPES = {   # name: (job name, model, config overrides, patch at inference, sa
 
 def images(pipe, prompts, steps):
     return [tiny_image(pipe, p, height=64, width=64, steps=steps, seed=s) for p in prompts for s in SEEDS]
-
-def mad(a, b):
-    return float(np.mean([np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).mean() / 255 for x, y in zip(a, b)]))
 
 def main():
     p = argparse.ArgumentParser()

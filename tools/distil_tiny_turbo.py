@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np, torch
 from safetensors.torch import save_file
 from zimage_nb.core import atomic_path
-from zimage_nb.tiny import tiny_pipeline, tiny_scene, SCENE_COLOURS, TINY_VERSION
+from zimage_nb.tiny import tiny_pipeline, tiny_scene, tiny_purity as purity, image_distance, TINY_VERSION
 from zimage_nb.cache import encode_latents, encode_prompts
 from zimage_nb.flow import predict, flow_loss, sample_sigmas
 from zimage_nb.config import TargetConfig
@@ -111,12 +111,6 @@ def trajectory_loss(model, xa, sa, xb, sb, embeds):
     target = (xb - xa) / (sb - sa).view(-1, 1, 1, 1)
     return flow_loss(predict(model, xa, sa, embeds), target)
 
-def purity(img)->float:
-    "Share of pixels within 30 (RGB distance) of a colour of the tiny world: plain colours are sharp, blur mixes them."
-    pal = np.array(list(SCENE_COLOURS.values()), np.float32)
-    x = np.asarray(img, np.float32).reshape(-1, 3)
-    return float((np.sqrt(((x[:, None] - pal[None]) ** 2).sum(-1)).min(1) < 30).mean())
-
 @torch.no_grad()
 def report(pipe, label:str, steps=(1, 2, 30), seeds=(1, 2))->dict:
     out = {}
@@ -129,13 +123,9 @@ def report(pipe, label:str, steps=(1, 2, 30), seeds=(1, 2))->dict:
 
 def gap(pipe_a, pipe_b, n_a:int, n_b:int, seeds=(1, 2))->float:
     "Mean |pixel difference| / 255 between pipe_a at n_a steps and pipe_b at n_b steps, same prompts and noise."
-    d = []
-    for p in HELD:
-        for s in seeds:
-            ia = pipe_a(p, height=64, width=64, num_inference_steps=n_a, guidance_scale=0.0, generator=torch.Generator().manual_seed(s), max_sequence_length=64).images[0]
-            ib = pipe_b(p, height=64, width=64, num_inference_steps=n_b, guidance_scale=0.0, generator=torch.Generator().manual_seed(s), max_sequence_length=64).images[0]
-            d.append(np.abs(np.asarray(ia, np.float32) - np.asarray(ib, np.float32)).mean() / 255)
-    return round(float(np.mean(d)), 4)
+    draw = lambda pipe, n: [pipe(p, height=64, width=64, num_inference_steps=n, guidance_scale=0.0, generator=torch.Generator().manual_seed(s),
+                                 max_sequence_length=64).images[0] for p in HELD for s in seeds]
+    return round(image_distance(draw(pipe_a, n_a), draw(pipe_b, n_b)), 4)
 
 def train_loop(a, model, params, loss_fn, label:str, save):
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0, betas=(0.9, 0.99))

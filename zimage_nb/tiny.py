@@ -20,7 +20,7 @@ __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER
            'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS', 'TINY_TURBO_VERSION',
            'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape', 'tiny_scene',
            'subject_share', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file', 'tiny_purity',
-           'to_original_layout', 'write_single_file', 'write_tiny_lora']
+           'image_distance', 'to_original_layout', 'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -171,6 +171,10 @@ def tiny_purity(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 value
     pal = np.array(list(SCENE_COLOURS.values()) + [SUBJECT["body"], SUBJECT["ring"]], np.float32)
     x = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, np.float32).reshape(-1, 3)
     return float((np.sqrt(((x[:, None] - pal[None]) ** 2).sum(-1)).min(1) < 30).mean())
+
+def image_distance(a:list, b:list)->float:  # two lists of pictures of the same size, compared pairwise
+    "Mean |pixel difference| / 255 over pairs of pictures (e.g. the same prompts and noise from two models)."
+    return float(np.mean([np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).mean() / 255 for x, y in zip(a, b, strict=True)]))
 
 # %% ../nbs/03_tiny.ipynb
 _TO_ORIGINAL = [(r"^all_final_layer\.2-1\.", "final_layer."), (r"^all_x_embedder\.2-1\.", "x_embedder."),
