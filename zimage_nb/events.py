@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import atomic_write_text
 
 # %% auto #0
-__all__ = ['TRACKERS', 'crc32c', 'record', 'scalar_event', 'image_event', 'read_events', 'EventWriter', 'Tracker', 'RunLog']
+__all__ = ['crc32c', 'record', 'scalar_event', 'image_event', 'read_events', 'EventWriter', 'Tracker', 'RunLog']
 
 # %% ../nbs/07c_events.ipynb
 def _crc_table():
@@ -158,8 +158,6 @@ def _png_size(png:bytes)->tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 # %% ../nbs/07c_events.ipynb
-TRACKERS = ("none", "wandb", "trackio")
-
 class Tracker:
     "W&B or trackio beside the event files, when installed: the same scalars and images; a resumed run continues its tracker run."
     def __init__(self, kind:str,            # job.tracker: none | wandb | trackio
@@ -168,7 +166,7 @@ class Tracker:
                  config:dict=None,          # the run's settings, shown beside its curves
                  resume:bool=False,         # continuing a run: reuse its tracker run
                  project:str="zimage-nb"):  # the W&B / trackio project
-        self.mod, self.kind = None, kind
+        self.mod = None
         if kind == "none": return
         try: mod = importlib.import_module(kind)
         except ImportError:
