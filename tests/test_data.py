@@ -165,3 +165,14 @@ def test_phone_and_browser_formats(tmp_path, ext, fmt):
     r = prepare_dataset(d, tmp_path / "w", resolutions=(512,), trigger="zxq").usable[0]
     assert r.caption == "zxq" and r.size == (640, 480)
     assert np.abs(np.asarray(Image.open(r.prepared), float).mean((0, 1)) - (30, 160, 60)).max() < 6
+
+def test_an_unreadable_mask_stops_nothing(tmp_path):
+    from PIL import Image
+    from zimage_nb.data import prepare_dataset
+    src = tmp_path / "src"; src.mkdir()
+    for n, c in (("a", (200, 30, 30)), ("b", (30, 30, 200))): Image.new("RGB", (64, 64), c).save(src / f"{n}.png")
+    (src / "a.mask.png").write_bytes(b"not a png")
+    Image.new("L", (64, 64), 255).save(src / "b.mask.png")
+    rows = {r.file: r for r in prepare_dataset(src, tmp_path / "work", resolutions=(64,), masks=True, progress=False).rows}
+    assert (rows["a.png"].mask_from, rows["a.png"].mask, rows["b.png"].mask_from) == ("ignored", "", "sidecar")
+    assert "mask a.mask.png unreadable" in rows["a.png"].detail and rows["a.png"].status == "fixed"

@@ -101,12 +101,13 @@ def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
     flips = list(flips or [False] * len(reports))
     todo = [(r, res, b, f) for rep, fl in zip(reports, flips) for r in rep.usable for res, b in sorted(r.buckets.items()) for f in ((False, True) if fl else (False,))]
     content = {r.prepared: file_sha(r.prepared) for r, *_ in todo}  # each image read once, whatever its bucket count
+    mask_sha = {r.mask: file_sha(r.mask) for r, *_ in todo if getattr(r, "mask", "")}   # and each mask
     for r, res, b, f in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
         key = _sha("latent", content[r.prepared], b, crop, seed, fp, *(["flip"] if f else []))   # unflipped keys as before: old caches stay valid
         where = (r.prepared, res, "flip") if f else (r.prepared, res)
         index[where] = key
         if getattr(r, "mask", ""):   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
-            mkey = masks[where] = _sha("mask", file_sha(r.mask), r.prepared, b, crop, seed, f)
+            mkey = masks[where] = _sha("mask", mask_sha[r.mask], r.prepared, b, crop, seed, f)
             if not store.valid(mkey): store.put(mkey, {"mask": mask_tensor(r.mask, r.prepared, b, crop, seed, f)}, kind="mask", file=r.file, bucket=list(b), flip=f)
         if store.valid(key): reused += 1; continue
         lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]

@@ -312,7 +312,7 @@ class DatasetReport:
         if self.masks:
             m = Counter(r.mask_from for r in self.usable)
             lines.append(f"  masks: {m['sidecar'] + m['folder']} from mask files, {m['transparency']} from transparency, {m[''] + m['ignored']} images without (trained unmasked)")
-            if m["ignored"]: lines.append(f"  masks ignored: {m['ignored']} whose size differs from their image (see detail)")
+            if m["ignored"]: lines.append(f"  masks ignored: {m['ignored']} (size differs from the image, or unreadable: see detail)")
         return "\n".join(lines)
 
     def table(self):
@@ -364,6 +364,7 @@ def prepare_dataset(src,                       # any source `source_folder` take
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
     images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
     sidecars = {p.with_suffix("").with_suffix(""): p for p in files if _is_sidecar_mask(p, images)}
+    sidecar_files = set(sidecars.values())
     mf = Path(mask_folder) if masks and mask_folder else None
     in_folder = {q.relative_to(mf).with_suffix("").as_posix(): q for q in sorted(mf.rglob("*")) if q.suffix.lower() in IMAGE_EXTS} if mf else {}
     rows, seen = [FileReport(f, "skipped", why) for f, why in unpack_skipped], {}
@@ -371,7 +372,7 @@ def prepare_dataset(src,                       # any source `source_folder` take
         rel = p.relative_to(folder).as_posix()
         if is_junk(rel): rows.append(FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
         if p.suffix.lower() == ".txt" and p.with_suffix("") in images: continue  # a caption: reported with its image
-        if p in sidecars.values():
+        if p in sidecar_files:
             if masks: continue                                                   # a mask: reported with its image
             rows.append(FileReport(rel, "skipped", "a loss mask (name.mask.png), not a training image: set datasets[i].masks to use it")); continue
         if p.suffix.lower() not in IMAGE_EXTS:
@@ -391,7 +392,7 @@ def prepare_dataset(src,                       # any source `source_folder` take
         mask_from, mask = _find_mask(p, rel, sidecars, in_folder, alpha) if masks else ("", None)
         if isinstance(mask, Path):
             try: mask = _mask_image(mask.read_bytes(), large_images)
-            except (OSError, Skip) as e: fixes.append(f"mask {mask.name} unreadable ({e}): trained unmasked"); mask_from, mask = "ignored", None
+            except Exception as e: fixes.append(f"mask {mask.name} unreadable ({e}): the image trains unmasked"); mask_from, mask = "ignored", None   # one bad mask stops nothing
         if mask is not None and mask.size != im.size:
             fixes.append(f"mask is {mask.width}x{mask.height} but the image is {im.width}x{im.height}: mask ignored (the image trains unmasked); resize the mask to its image")
             mask_from, mask = "ignored", None
