@@ -15,15 +15,19 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     # the demo's LoRA: ComfyUI layout, loads into the default tiny pipeline with diffusers and changes its output
     import numpy as np
     from safetensors import safe_open
-    from zimage_nb.tiny import tiny_pipeline, tiny_image
+    from zimage_nb.tiny import tiny_pipeline, tiny_image, TINY_TURBO_STEPS
     lora = out / "demo" / "demo.safetensors"
     assert str(lora) in r.stdout
     from zimage_nb.cli import DEMO_STEPS, DEMO_PROMPT
     from zimage_nb.tiny import subject_share
     with safe_open(str(lora), "pt") as f: assert f.metadata()["zimage_nb.steps"] == str(DEMO_STEPS) and all(k.startswith("diffusion_model.") for k in f.keys())
-    pipe = tiny_pipeline(); before = tiny_image(pipe, DEMO_PROMPT, height=64, width=64)
-    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name); after = tiny_image(pipe, DEMO_PROMPT, height=64, width=64)
-    assert subject_share(before) < 0.01 and subject_share(after) > 0.05      # the base draws no red or yellow; with the LoRA, the subject
+    # trained with the tiny training adapter in place, exported without it, sampled on the tiny Turbo in its one step
+    with safe_open(str(lora), "pt") as f:    # only the trained LoRA (rank 4), not the rank-32 training adapter
+        assert {f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith("lora_A.weight")} == {4}
+    pipe = tiny_pipeline(turbo=True); draw = lambda: [tiny_image(pipe, DEMO_PROMPT, height=64, width=64, steps=TINY_TURBO_STEPS, seed=s) for s in (1, 2)]
+    before = draw(); pipe.load_lora_weights(str(lora.parent), weight_name=lora.name); after = draw()
+    # measured 2026-11-30: 0.0% -> 16.2% (3 seeds); the model draws no red or yellow, with the LoRA the subject's colours
+    assert max(map(subject_share, before)) < 0.01 and np.mean([subject_share(a) for a in after]) > 0.08
     assert "red/yellow pixels" in r.stdout
     import json
     grid = json.loads((out / "comparison_grid.json").read_text())

@@ -17,7 +17,7 @@ from zimage_nb.train import train, write_demo_dataset
 
 SUBJECT_PROMPT, CLASS_PROMPT, SEEDS = "zxq disc on a blue background", "a disc on a blue background", (1, 2, 3, 4)
 KW = dict(width=64, height=64, setting="turbo")
-STEPS = 160                                   # as the demo: uniform timesteps (the subject's details are learned at low noise)
+STEPS = 160                                   # on the base, uniform timesteps (the subject's details are learned at low noise)
 
 def px(img): return np.asarray(img, dtype=np.float32)
 

@@ -1,5 +1,7 @@
 """The tiny Turbo family (tools/distil_tiny_turbo.py): the distilled student samples in one step what the base needs many
 steps for, the training adapter undoes that, and the DistillPatch puts it back. Sampling only: a few seconds."""
+import json, subprocess, sys
+from pathlib import Path
 import numpy as np, pytest
 from zimage_nb.lora import TRAINING_ADAPTER, DISTILL_PATCH
 from zimage_nb.tiny import tiny_pipeline, tiny_image, tiny_purity, tiny_turbo_file, image_distance as dist, TINY_TURBO_STEPS
@@ -33,7 +35,19 @@ def test_the_adapter_undoes_the_distillation_and_the_patch_restores_it(family):
     load(turbo, "patch", DISTILL_PATCH); turbo.set_adapters([TRAINING_ADAPTER, DISTILL_PATCH], [1.0, 1.0])
     patched = pics(turbo, TINY_TURBO_STEPS)
     plain = pics(family["turbo"], TINY_TURBO_STEPS)
-    # measured 2026-11-30 (sharpness at 1 step): tiny Turbo 0.735, with the adapter 0.624, adapter + patch 0.726
-    assert sharp(with_adapter) < sharp(plain) - 0.06
-    assert sharp(patched) > sharp(with_adapter) + 0.06
+    # measured 2026-11-30 (sharpness at 1 step): tiny Turbo 0.735, with the adapter 0.597, adapter + patch 0.741
+    assert sharp(with_adapter) < sharp(plain) - 0.10
+    assert sharp(patched) > sharp(with_adapter) + 0.10
     assert dist(patched, plain) < dist(with_adapter, plain)
+
+def test_the_recipe_comparison_runs(tmp_path):
+    "tools/compare_turbo_recipes.py --smoke: every recipe trains, loads in diffusers and is scored (the numbers mean nothing at 2 steps)."
+    tool = Path(__file__).parents[1] / "tools" / "compare_turbo_recipes.py"
+    r = subprocess.run([sys.executable, str(tool), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((tmp_path / "recipes.json").read_text())
+    assert [x["recipe"] for x in rows] == ["tiny Turbo, no LoRA", "tiny base, no LoRA", "turbo + training adapter", "base (de-Turbo)",
+                                          "plain + DistillPatch", "plain (drifts)"]
+    assert all(0 <= x["subject"] <= 1 and 0 <= x["class_sharpness"] <= 1 and x["few_step_gap"] > 0 for x in rows)
+    assert rows[0]["class_drift"] == 0 and all(x["class_drift"] > 0 for x in rows[2:])   # every LoRA changes something
+    assert (tmp_path / "recipes.md").read_text().count("\n") == 8 and (tmp_path / "recipes.png").exists()

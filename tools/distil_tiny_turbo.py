@@ -23,12 +23,12 @@ The method, step by step (run on CPU, seeded; times in bench/RESULTS.md):
    put the few-step behaviour back. Loaded at inference beside a plainly trained LoRA. (DiffSynth have not published how
    their patch was trained; this is our construction, named as such.)
 
-The shipped files were made with (2026-11-30, 2 CPU cores; 27 min in all):
+The shipped files were made with (2026-11-30, 2 CPU cores; 35 min in all):
 
     python tools/distil_tiny_turbo.py --phase trajectories --threads 2
     python tools/distil_tiny_turbo.py --phase student --minutes 15 --lr 4e-4
-    python tools/distil_tiny_turbo.py --phase adapter --minutes 4 --lr 1e-3
-    python tools/distil_tiny_turbo.py --phase patch --minutes 5 --lr 1e-3
+    python tools/distil_tiny_turbo.py --phase adapter --minutes 12 --lr 1e-3 --rank 32
+    python tools/distil_tiny_turbo.py --phase patch --minutes 5 --lr 1e-3 --rank 16
 
 The phases are time-boxed, so other CPUs end at other step counts; each writes its file atomically every 2 minutes.
 """

@@ -13,54 +13,58 @@ from .config import PRESETS, ConfigError, preset, save_config, load_config, vali
 __all__ = ['DEMO_STEPS', 'DEMO_PROMPT', 'DEMO_SAMPLE', 'run_demo', 'apply_sets', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb
-DEMO_STEPS = 160                                                  # the demo LoRA's steps: enough to draw the subject's colours
+DEMO_STEPS = 240                                                  # the demo LoRA's steps: enough to draw the subject's colours in one Turbo step
 DEMO_PROMPT = "zxq disc on a blue background"                     # the trigger prompt of the demo's grid
-DEMO_SAMPLE = "a large pink disc in the middle on a grey background"  # the first sample: the base draws its world
+DEMO_SAMPLE = "a large pink disc in the middle on a grey background"  # the first sample: the model draws its world
 
 def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo writes
              seed:int=0,                    # seed in the tiny model folder's name (the weights are the shipped pretrained ones)
              steps:int=DEMO_STEPS,          # training steps of the demo LoRA
              log=print)->dict:              # where progress lines go
-    "The offline demo: tiny model -> NF4 load -> a sample -> a short LoRA training -> the LoRA loaded in diffusers -> a comparison grid. Returns the paths it wrote."
+    "The offline demo: tiny Turbo -> NF4 load -> a sample -> a short LoRA training with the training adapter -> the LoRA loaded in diffusers -> a comparison grid. Returns the paths it wrote."
     import numpy as np, torch
     from PIL import Image
     from zimage_nb.hardware import detect_hardware
     from zimage_nb.models import load_pipeline, tiny_model_folder, weight_report
-    from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share
+    from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share, tiny_turbo_file, TINY_TURBO_STEPS
     from zimage_nb.train import train, write_demo_dataset, eval_loss
     from zimage_nb.lora import adapters_off, TRAINED
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
     log(f"hardware: {detect_hardware()}")
-    paths = {"model": tiny_model_folder(out / "tiny-model", seed), "photos": write_demo_dataset(out / "photos")}
-    log(f"tiny Z-Image model (pretrained on the tiny world of shapes): {paths['model']}")
+    paths = {"model": tiny_model_folder(out / "tiny-model", seed, turbo=True), "photos": write_demo_dataset(out / "photos")}
+    n = TINY_TURBO_STEPS; few = f"{n} step{'s' * (n > 1)}"
+    log(f"tiny Z-Image-Turbo model (the tiny base, pretrained on a world of shapes, distilled to sample in {few}): {paths['model']}")
     t0 = time.time()
     pipe = load_pipeline(paths["model"], "nf4", "nf4", dtype=torch.float32, device="cpu", progress=False)
     log(f"loaded with NF4 transformer ({weight_report(pipe.transformer)['quantized_layers']} 4-bit layers) and NF4 text encoder in {time.time() - t0:.1f} s")
-    tiny_image(pipe, DEMO_SAMPLE, height=64, width=64).save(out / "sample_nf4.png"); paths["sample"] = out / "sample_nf4.png"
-    log(f"sample of {DEMO_SAMPLE!r} (8 steps, guidance 0): {paths['sample']}")
+    tiny_image(pipe, DEMO_SAMPLE, height=64, width=64, steps=n).save(out / "sample_nf4.png"); paths["sample"] = out / "sample_nf4.png"
+    log(f"sample of {DEMO_SAMPLE!r} ({few}, guidance 0): {paths['sample']}")
     cfg = preset("tiny", job__output_dir=str(out), job__name="demo", job__trigger_word="zxq", datasets__0__path=str(paths["photos"]),
-                 model__name_or_path=str(paths["model"]), training__steps=steps, save__every=max(1, steps // 2), sample__every=max(1, steps // 2),
+                 model__name_or_path=str(paths["model"]), model__variant="turbo", model__training_adapter=str(tiny_turbo_file("adapter")),
+                 sample__steps=n, training__steps=steps, save__every=max(1, steps // 2), sample__every=max(1, steps // 2),
                  training__timestep_type="uniform", training__dop_class_word="a")   # uniform: the low-noise steps the subject's details need; DOP keeps "a disc"
     paths["config"] = save_config(cfg, out / "config.yaml")
-    log(f"training {steps} steps on pictures of 'zxq', a red disc with a yellow ring (NF4 base, cached latents and text, DOP keeping 'a disc' as it was): {out / 'demo'}")
+    log(f"training {steps} steps on pictures of 'zxq', a red disc with a yellow ring (NF4 Turbo with the tiny training adapter in place, "
+        f"cached latents and text, DOP keeping 'a disc' as it was): {out / 'demo'}")
     t0 = time.time(); res = train(cfg, work=out / "work", progress=False)
     after = eval_loss(res["run"])
     with adapters_off(res["run"].transformer, TRAINED): before = eval_loss(res["run"])
     log(f"trained in {time.time() - t0:.1f} s; loss at fixed noise {before:.3f} without the LoRA -> {after:.3f} with it ({1 - after / before:.0%} lower)")
     paths["lora"] = res["lora"]
-    fresh = tiny_pipeline()
-    off = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, seed=s) for s in (1, 2, 3)]
+    fresh = tiny_pipeline(turbo=True)
+    off = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, steps=n, seed=s) for s in (1, 2, 3)]
     fresh.load_lora_weights(str(res["lora"].parent), weight_name=res["lora"].name, adapter_name="demo")
-    on = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, seed=s) for s in (1, 2, 3)]
+    on = [tiny_image(fresh, DEMO_PROMPT, height=64, width=64, steps=n, seed=s) for s in (1, 2, 3)]
     pair = Image.new("RGB", (3 * 64, 128))
     for i, (a, b) in enumerate(zip(off, on)): pair.paste(a, (64 * i, 0)); pair.paste(b, (64 * i, 64))
     pair.save(out / "lora_off_on.png"); paths["comparison"] = out / "lora_off_on.png"
     share = lambda ims: float(np.mean([subject_share(im) for im in ims]))
-    log(f"LoRA {res['lora']} loaded in a fresh pipeline with diffusers' load_lora_weights; {DEMO_PROMPT!r}, 3 seeds: red/yellow pixels "
-        f"{share(off):.1%} without it (the base draws a disc of its own colours) -> {share(on):.1%} with it (the subject); {paths['comparison']}: top off, bottom on")
-    from zimage_nb.sample import Sampler, render_grid, combine, seed_rows, setting_columns, toggle
-    grid = render_grid(Sampler.from_run(res["run"]), seed_rows(DEMO_PROMPT, [1, 2, 3]), combine(setting_columns("turbo", "non-accelerated"), toggle(TRAINED)),
-                       base=dict(width=64, height=64), title="demo LoRA: Turbo 8-step vs non-accelerated, off / on", path=out / "comparison_grid.png", progress=False)
+    log(f"LoRA {res['lora']} loaded without the training adapter in a fresh tiny Turbo with diffusers' load_lora_weights; {DEMO_PROMPT!r}, {few}, "
+        f"3 seeds: red/yellow pixels {share(off):.1%} without it (a disc of the model's own colours) -> {share(on):.1%} with it (the subject); "
+        f"{paths['comparison']}: top off, bottom on")
+    from zimage_nb.sample import Sampler, render_grid, combine, seed_rows, toggle
+    grid = render_grid(Sampler.from_run(res["run"]), seed_rows(DEMO_PROMPT, [1, 2, 3]), combine([dict(setting="turbo", steps=n), dict(setting="non-accelerated")], toggle(TRAINED)),
+                       base=dict(width=64, height=64), title=f"demo LoRA: Turbo {few} vs non-accelerated, off / on", path=out / "comparison_grid.png", progress=False)
     paths["grid"] = out / "comparison_grid.png"
     log(f"comparison grid (rows: seeds; columns: {' / '.join(grid.col_labels)}): {paths['grid']} and .json")
     log(f"done: everything is in {out}")

@@ -172,7 +172,7 @@ def variant_label(v:dict)->str:
     if "seed" in v: parts.append(f"seed {v['seed']}")
     if "setting" in v or "steps" in v or "guidance" in v:
         st = sampling(v.get("setting", "turbo"), v.get("steps"), v.get("guidance"))
-        parts.append(f"{v.get('setting', 'custom')}: {st['steps']} steps, CFG {st['guidance']:g}")
+        parts.append(f"{v.get('setting', 'custom')}: {st['steps']} step{'s' * (st['steps'] != 1)}, CFG {st['guidance']:g}")
     if "adapters" in v: parts.append(", ".join(f"{_shown(n)} {w:g}" for n, w in v["adapters"].items()) or "no LoRA")
     return " · ".join(parts) or "default"
 
