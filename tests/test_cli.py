@@ -29,6 +29,10 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     # measured 2026-11-30: 0.0% -> 16.2% (3 seeds); the model draws no red or yellow, with the LoRA the subject's colours
     assert max(map(subject_share, before)) < 0.01 and np.mean([subject_share(a) for a in after]) > 0.08
     assert "red/yellow pixels" in r.stdout
+    # the grid's one-step and 30-step columns differ visibly (measured 2026-11-30: 0.114 with the LoRA, 0.028 without)
+    import re
+    with_lora, without = map(float, re.search(r"mean pixel difference: ([\d.]+) with the LoRA, ([\d.]+) without", r.stdout).groups())
+    assert with_lora > 0.06 and without > 0.01
     import json
     grid = json.loads((out / "comparison_grid.json").read_text())
     assert Image.open(out / "comparison_grid.png").size[0] > 4 * 192 and len(grid["columns"]) == 4 and "non-accelerated" in grid["columns"][2]
