@@ -1,6 +1,6 @@
 """The tiny Turbo family (tools/distil_tiny_turbo.py): the distilled student samples in one step what the base needs many
 steps for, the training adapter undoes that, and the DistillPatch puts it back. Sampling only: a few seconds."""
-import json, subprocess, sys
+import json, re, subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
 from zimage_nb.lora import TRAINING_ADAPTER, DISTILL_PATCH
@@ -51,3 +51,8 @@ def test_the_recipe_comparison_runs(tmp_path):
     assert all(0 <= x["subject"] <= 1 and 0 <= x["class_sharpness"] <= 1 and x["few_step_gap"] > 0 for x in rows)
     assert rows[0]["class_drift"] == 0 and all(x["class_drift"] > 0 for x in rows[2:])   # every LoRA changes something
     assert (tmp_path / "recipes.md").read_text().count("\n") == 8 and (tmp_path / "recipes.png").exists()
+    # --summarize: the table over training seeds (here one run, so no ranges)
+    r = subprocess.run([sys.executable, str(tool), "--summarize", str(tmp_path), "--out", str(tmp_path / "sum")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = (tmp_path / "sum" / "recipes_summary.md").read_text()
+    assert table.startswith("training seeds 42:") and "| plain (drifts) | 1 step |" in table and not re.search(r"\(\d", table)

@@ -19,6 +19,11 @@ Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (t
                       LoRA (same steps and noise): what the LoRA changed beyond its subject
 
 Two reference rows (no LoRA) come first. `python tools/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
+One training per recipe varies a lot from seed to seed (the subject's share most), so bench/RESULTS.md reports three
+training seeds and their spread:
+
+    python tools/compare_turbo_recipes.py --out /tmp/recipes --seed 42     # and --seed 1, --seed 2 into other folders
+    python tools/compare_turbo_recipes.py --summarize /tmp/recipes /tmp/recipes_s1 /tmp/recipes_s2 --out /tmp/summary
 
 Writes <out>/recipes.json, <out>/recipes.md (the table) and <out>/recipes.png (rows: recipes; columns: the trigger
 prompt at three seeds, then two class prompts; all at the tiny Turbo's step count, the base row at 30 steps).
@@ -53,8 +58,11 @@ def main():
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3, help="the LoRA's learning rate (the tiny preset's 3e-3 changes the class prompts too much to compare)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=42, help="the trainings' seed (noise, timesteps); the samples' seeds stay 1-3")
     p.add_argument("--smoke", action="store_true", help="2 training steps, 1 seed, 2 class prompts: checks the tool runs (tests/test_tiny_turbo.py), measures nothing")
+    p.add_argument("--summarize", nargs="+", metavar="FOLDER", help="instead of training: the mean and range over these runs' recipes.json (one per training seed)")
     a = p.parse_args()
+    if a.summarize: return summarize([Path(f) for f in a.summarize], Path(a.out))
     global SEEDS, CLASS
     if a.smoke: a.steps, SEEDS, CLASS = 2, SEEDS[:1], CLASS[:2]
     torch.set_num_threads(a.threads)
@@ -69,13 +77,13 @@ def main():
         pipe = tiny_pipeline(turbo=turbo)
         trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
         one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
-        table.append(dict(recipe=name, sampling_steps=steps, train_seconds=0, subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
+        table.append(dict(recipe=name, seed=a.seed, sampling_steps=steps, train_seconds=0, subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
                           few_step_gap=round(mad(one, many), 4), class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3), class_drift=0.0))
         rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[len(SEEDS)]]))
     for name, (job, model, over, with_patch, steps) in RECIPES.items():
         over = {k: {"ADAPTER": adapter, "PATCH": patch}.get(v, v) for k, v in over.items()}
         cfg = preset("tiny", job__output_dir=str(out / "runs"), job__name=job,
-                     job__trigger_word="zxq", datasets__0__path=str(photos), model__name_or_path=str(folders[model]), training__steps=a.steps, training__lr=a.lr,
+                     job__trigger_word="zxq", job__seed=a.seed, datasets__0__path=str(photos), model__name_or_path=str(folders[model]), training__steps=a.steps, training__lr=a.lr,
                      save__every=a.steps, sample__every=0, training__timestep_type="uniform", training__dop_class_word="a", sample__steps=steps, **over)
         t0 = time.time(); res = train(cfg, work=out / f"work-{model}", resume=False, progress=False); secs = time.time() - t0
         pipe = tiny_pipeline(turbo=model == "turbo")
@@ -86,7 +94,7 @@ def main():
         trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
         one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
         own = ref if model == "turbo" else ref_base                                # the same model without the LoRA, same steps
-        row = dict(recipe=name, sampling_steps=steps, train_seconds=round(secs, 1),
+        row = dict(recipe=name, seed=a.seed, sampling_steps=steps, train_seconds=round(secs, 1),
                    subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
                    few_step_gap=round(mad(one, many), 4),
                    class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3),
@@ -105,5 +113,28 @@ def main():
         for c, im in enumerate(ims): grid.paste(im.resize((cell, cell), Image.NEAREST), (left + c * cell, r * cell))
     grid.save(out / "recipes.png")
     print("\n".join(md)); print(f"wrote {out / 'recipes.png'}")
+
+METRICS = (("subject", "subject", lambda v: f"{v:.1%}"), ("few_step_gap", "1-step vs 30-step gap", lambda v: f"{v:.3f}"),
+           ("class_sharpness", "class prompts: sharpness", lambda v: f"{v:.3f}"), ("class_drift", "class prompts: drift", lambda v: f"{v:.3f}"))
+
+def summarize(folders:list, out:Path):
+    "One table over several runs (training seeds): each metric's mean and, in brackets, its lowest and highest value."
+    runs = [json.loads((f / "recipes.json").read_text()) for f in folders]
+    seeds = [r[0]["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds): raise SystemExit(f"two runs with the same training seed: {seeds}")
+    names = [r["recipe"] for r in runs[0]]
+    md = [f"| recipe | sampled at | " + " | ".join(t for _, t, _ in METRICS) + " |", "|---" * (2 + len(METRICS)) + "|"]
+    for name in names:
+        rows = [next(x for x in run if x["recipe"] == name) for run in runs]
+        cells = []
+        for key, _, fmt in METRICS:
+            v = [x[key] for x in rows]
+            cells.append(fmt(np.mean(v)) if max(v) == min(v) else f"{fmt(np.mean(v))} ({fmt(min(v))}-{fmt(max(v))})")
+        n = rows[0]["sampling_steps"]
+        md.append(f"| {name} | {n} step{'s' * (n > 1)} | " + " | ".join(cells) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipes_seeds.json").write_text(json.dumps([x for run in runs for x in run], indent=1))
+    (out / "recipes_summary.md").write_text(f"training seeds {', '.join(map(str, seeds))}: mean (lowest-highest)\n\n" + "\n".join(md) + "\n")
+    print((out / "recipes_summary.md").read_text())
 
 if __name__ == "__main__": main()
