@@ -26,7 +26,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     from PIL import Image
     from zimage_nb.hardware import detect_hardware
     from zimage_nb.models import load_pipeline, tiny_model_folder, weight_report
-    from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share, tiny_turbo_file, image_distance, TINY_TURBO_STEPS
+    from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share, tiny_turbo_file, image_distance, tiny_purity, TINY_TURBO_STEPS
     from zimage_nb.train import train, write_demo_dataset, eval_loss
     from zimage_nb.lora import adapters_off, TRAINED
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,9 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     paths["grid"] = out / "comparison_grid.png"
     log(f"comparison grid (rows: seeds; columns: {' / '.join(grid.col_labels)}): {paths['grid']} and .json")
     col = lambda j: [r[j] for r in grid.images]
-    log(f"{few} vs 30 steps with CFG 2, mean pixel difference: {image_distance(col(1), col(3)):.3f} with the LoRA, {image_distance(col(0), col(2)):.3f} without it")
+    sharp = lambda j: float(np.mean([tiny_purity(im) for im in col(j)]))
+    log(f"{few} vs 30 steps with CFG 2, mean pixel difference: {image_distance(col(1), col(3)):.3f} with the LoRA, {image_distance(col(0), col(2)):.3f} without it; "
+        f"with the LoRA, sharpness (tiny_purity) {sharp(1):.2f} in {few}, {sharp(3):.2f} in 30 steps")
     log(f"done: everything is in {out}")
     return paths
 
