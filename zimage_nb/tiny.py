@@ -117,7 +117,7 @@ def _frozen(m): return m.eval().requires_grad_(False)
 TINY_VERSION = 3  # bump when the tiny model changes: cached copies on disk are named after it
 TINY_WEIGHTS = "tiny_zimage.safetensors"  # the pretrained transformer and text encoder (package data)
 TINY_TURBO_WEIGHTS = "tiny_zimage_turbo.safetensors"  # its transformer distilled to sample in few steps (tools/distil_tiny_turbo.py)
-TINY_TURBO_VERSION = 1   # bump when the tiny Turbo family changes (folders of it are named after it)
+TINY_TURBO_VERSION = 1   # bump when the tiny Turbo's transformer changes (its folders are named after it; the adapter and patch are not in them)
 TINY_TURBO_STEPS = 1     # the tiny Turbo's pipeline steps (its "8 steps")
 
 def _asset(name): return str(files("zimage_nb") / "assets" / name)
@@ -142,7 +142,8 @@ def tiny_pipeline(seed:int=0,                      # weights of an untrained mod
         vae = tiny_vae()
     if trained:
         sd = load_file(_asset(TINY_WEIGHTS))
-        for prefix, m in (("transformer.", transformer), ("text_encoder.", text_encoder)):
+        parts = [("text_encoder.", text_encoder)] + ([] if turbo else [("transformer.", transformer)])   # the Turbo's transformer is loaded below
+        for prefix, m in parts:
             m.load_state_dict({k[len(prefix):]: v.float() for k, v in sd.items() if k.startswith(prefix)})
     if turbo: transformer.load_state_dict({k.removeprefix("transformer."): v.float() for k, v in load_file(_asset(TINY_TURBO_WEIGHTS)).items()})
     pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(**TURBO_SCHEDULER), vae=_frozen(vae),
