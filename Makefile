@@ -1,5 +1,5 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
-.PHONY: test export readme browser-test floors release-check
+.PHONY: test export readme browser-test floors release-check gpu-rehearsal
 test:
 	@echo "== notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
@@ -35,3 +35,9 @@ readme:
 # package); .ci/run installs chromium and runs it after `make test`. Set up once: apt-get install chromium && pip install -e ".[browser]"
 browser-test:
 	python -m pytest browser_tests -q -p no:cacheprovider
+
+# The GPU first look (bench/gpu_first_look.sh, the one command a lent GPU runs first) rehearsed on the CPU: wheels from the
+# same pack script, a throwaway environment with only what the GPU machine has, the tree as the device tool sends it, every
+# row at tiny scale, then checked. About 2 minutes; needs PyPI. .ci/run runs it after `make test`.
+gpu-rehearsal:
+	bash bench/gpu_rehearsal.sh

@@ -56,6 +56,8 @@ class Suite:
         self.res = (64, 96) if smoke else (512, 768, 1024)      # smoke: every code path once, at the smallest sizes
         self.date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         self.tmp = Path(tempfile.mkdtemp(prefix="zimage-gpu-suite-"))
+        from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
+        self.profile = detect_hardware() if self.cuda else KNOWN_GPUS["A100"]   # the planner's speed estimate needs a GPU: smoke rows use an A100's
 
     def row(self, part, **kw):
         r = dict(part=part, device=self.name, date=self.date, smoke=self.smoke, **kw)
@@ -147,29 +149,32 @@ def part_load(s):
             import shutil; shutil.rmtree(folder, ignore_errors=True)
         s.guarded("load", one, layout=layout)
 
-def _train_row(s, part, quant, res, compute, offload=0, prefetch=True, **extra):
-    "One training row through bench/train_memory.py's engine run, with FLOPs and MFU."
+def _train_row(s, part, quant, res, compute, offload=0, prefetch=True, timed=None, run_kw=None, **extra):
+    """One training row through bench/train_memory.py's engine run, with FLOPs, MFU and the planner's estimate beside it
+    (`planner_vram`: peak reserved VRAM with the calibration in use; `planner_s`: s/step on this device)."""
     import train_memory as TM
-    from zimage_nb.planner import row_config, step_flops, transformer_shape, peak_tflops
+    from zimage_nb.planner import row_config, step_flops, transformer_shape, peak_tflops, estimate_training
     from zimage_nb.tiny import TINY_TRANSFORMER
-    r = TM.run_one(s.scale, None, quant, res, True, offload, 1, s.device, compute=compute, prefetch=prefetch, timed=s.steps)
-    shape = transformer_shape(TINY_TRANSFORMER if s.smoke else None)
-    flops = step_flops(row_config(dict(r, offload=offload)), shape)
+    r = TM.run_one(s.scale, None, quant, res, True, offload, 1, s.device, compute=compute, prefetch=prefetch,
+                   timed=s.steps if timed is None else timed, **(run_kw or {}))
+    tcfg = TINY_TRANSFORMER if s.smoke else None
+    flops = step_flops(row_config(dict(r, offload=offload)), transformer_shape(tcfg))
     r["s_per_step"] = r.pop("s_per_it")
     mfu = flops / (r["s_per_step"] * peak_tflops(s.name) * 1e12) if s.cuda else None
-    return s.row(part, **r, flops=flops, mfu=round(mfu, 4) if mfu else None, **extra)
+    est = estimate_training(row_config(dict(r, offload=offload)), s.profile, tcfg)
+    return s.row(part, **r, flops=flops, mfu=round(mfu, 4) if mfu else None, planner_vram=est.vram, planner_s=round(est.seconds_per_step, 4), **extra)
 
 def part_train(s, quant):
     for compute in ("bf16", "fp16-safe"):
         for res in s.res:
             s.guarded("train", lambda: _train_row(s, "train", quant, res, compute), quant=quant, res=res, compute=compute)
 
-def part_cards(s):
+def part_cards(s, cards=("T4", "3060-12G", "3080-10G"), timed=None):
     import torch
     from zimage_nb.config import preset
     from zimage_nb.hardware import KNOWN_GPUS
-    from zimage_nb.planner import apply_suggestions, suggest_settings, estimate_training
-    for card in ("T4", "3060-12G", "3080-10G"):
+    from zimage_nb.planner import apply_suggestions, suggest_settings
+    for card in cards:
         hw = KNOWN_GPUS[card]
         cfg = apply_suggestions(preset(), suggest_settings(hw))
         res = max(cfg.datasets[0].resolutions) if not s.smoke else s.res[0]
@@ -177,8 +182,7 @@ def part_cards(s):
         off = cfg.advanced.offload_resident if cfg.advanced.train_offload else 0
         def one():
             if s.cuda: torch.cuda.set_per_process_memory_fraction(min(1.0, hw.vram_gb * GIB / torch.cuda.get_device_properties(0).total_memory))
-            try: _train_row(s, "cards", cfg.quantization.transformer, res, compute, off, card=card, cap_gib=hw.vram_gb, ok=True,
-                            planner_vram=estimate_training(cfg, hw).vram)
+            try: _train_row(s, "cards", cfg.quantization.transformer, res, compute, off, timed=timed, card=card, cap_gib=hw.vram_gb, ok=True)
             except torch.cuda.OutOfMemoryError as e:
                 s.row("cards", card=card, cap_gib=hw.vram_gb, quant=cfg.quantization.transformer, res=res, compute=compute, offload=off, ok=False, error=f"out of memory: {e}"[:300])
             finally:
@@ -226,12 +230,12 @@ def _offload_equal(s):
     s.row("offload", check="tiny model, 4 steps: LoRA with offload vs without; one more step watched by OffloadCheck",
           max_abs_diff=diff, equal=diff == 0.0, host_reads=len(chk.violations), max_resident=chk.max_resident)
 
-def part_infer(s):
+def part_infer(s, variants=None, repeat=2):
     import torch
     import inference_latency as IL
     from zimage_nb.sample import SAMPLING, fit_small_gpu
     res, dtype = (s.res[-1], torch.bfloat16) if not s.smoke else (64, torch.float32)
-    variants = [("nf4", "none"), ("nf4", "model"), ("nf4", "group"), ("bf16", "none")] if not s.smoke else [("nf4", "none"), ("nf4", "group")]
+    variants = variants or ([("nf4", "none"), ("nf4", "model"), ("nf4", "group"), ("bf16", "none")] if not s.smoke else [("nf4", "none"), ("nf4", "group")])
     for quant, offload in variants:
         def one():
             p = IL.pipeline(s.scale, quant, s.device, dtype)
@@ -239,7 +243,7 @@ def part_infer(s):
             for name in ("turbo", "non-accelerated"):
                 steps, cfg = SAMPLING[name]["steps"], SAMPLING[name]["guidance"]
                 if s.cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-                sec, calls = IL.time_one(p, res, steps, cfg, s.device, dtype, 1 if s.smoke else 2)
+                sec, calls = IL.time_one(p, res, steps, cfg, s.device, dtype, 1 if s.smoke else repeat)
                 s.row("infer", quant=quant if not s.smoke else "fp32 (tiny)", offload=offload, applied=done, res=res, setting=name, steps=steps,
                       guidance=cfg, calls=calls, s_per_image=round(sec, 3), peak_alloc=torch.cuda.max_memory_allocated() if s.cuda else None,
                       peak_reserved=torch.cuda.max_memory_reserved() if s.cuda else None)
@@ -347,7 +351,14 @@ def goals(rows):
     def add(name, value, ok): g.append(dict(goal=name, value=value, ok=ok))
     for res, bound in ((lo, 6), (hi, 8)):
         r = tr.get(("nf4", res, "bf16"))
-        add(f"NF4 rank 16 peak reserved at {res}² ≤ {bound} GiB", r and _g(r.get("reserved")), r and r.get("reserved") and r["reserved"] <= bound * GIB)
+        add(f"NF4 rank 16 peak reserved at {res}² ≤ {bound} GiB", r and r.get("reserved") and _g(r["reserved"]), r and r.get("reserved") and r["reserved"] <= bound * GIB)
+    for res, bound in ((lo, 4), (hi, 5)):
+        r = off.get((res, 2, True))
+        add(f"NF4 rank 16 with training offload (2 resident) peak reserved at {res}² ≤ {bound} GiB", r and r.get("reserved") and _g(r["reserved"]),
+            r and r.get("reserved") and r["reserved"] <= bound * GIB)
+    r = tr.get(("nf4", hi, "bf16"))
+    fast = r and r.get("device") and any(k in r["device"] for k in ("H100", "H200"))
+    add(f"on an H100/H200, NF4 rank 16 at {hi}² ≤ 1.0 s/step", fast and f"{r['s_per_step']:.3f} s", fast and r["s_per_step"] <= 1.0)
     for res in (lo, hi):
         a, b = tr.get(("nf4", res, "bf16")), tr.get(("bf16", res, "bf16"))
         ratio = a and b and a["s_per_step"] / b["s_per_step"]
@@ -358,6 +369,10 @@ def goals(rows):
         a, b = off.get((res, 0, True)), off.get((res, 2, True))
         ratio = a and b and b["s_per_step"] / a["s_per_step"]
         add(f"training offload (2 resident, prefetch) ≤ 1.3× the step without at {res}²", ratio and f"{ratio:.2f}×", ratio and ratio <= 1.3)
+    measured = [r for r in rows if r.get("reserved") and r.get("planner_vram") and r["part"] in ("train", "offload", "cards") and "error" not in r]
+    worst = max((abs(r["planner_vram"] / r["reserved"] - 1) for r in measured), default=None)
+    add("the planner within 15% of measured peak reserved VRAM on every training row", worst is not None and f"worst {worst:.0%} over {len(measured)} rows",
+        worst is not None and worst <= 0.15)
     c = next((r for r in rows if r["part"] == "cache" and "error" not in r), None)
     add("VRAM back at its baseline after build_caches (≤ 64 MiB)", c and c.get("released_bytes") is not None and f"{c['released_bytes'] / MIB:+.0f} MiB", c and c.get("ok"))
     return g
@@ -379,8 +394,8 @@ def report(folder):
     table("Loading the transformer into NF4 on the device", ["source", "file GiB", "wall s", "host RAM peak GiB", "VRAM after GiB", "4-bit layers"], lambda r: r["part"] == "load",
           lambda r: [r["layout"], _g(r["file_bytes"]), r["seconds"], _g(r["rss_peak"]), _g(r.get("vram_after")), r["quantized_layers"]])
     table("Training step (rank 16, batch 1, 128 caption tokens, gradient checkpointing, AdamW8bit)",
-          ["base", "compute", "res", "tensors GiB", "peak allocated GiB", "peak reserved GiB", "s/step", "MFU", "skipped steps"], lambda r: r["part"] == "train",
-          lambda r: [r["quant"], r["compute"], r["res"], _g(r["tensors"]), _g(r.get("alloc")), _g(r.get("reserved")), f"{r['s_per_step']:.3f}",
+          ["base", "compute", "res", "tensors GiB", "peak allocated GiB", "peak reserved GiB", "planner GiB", "s/step", "MFU", "skipped steps"], lambda r: r["part"] == "train",
+          lambda r: [r["quant"], r["compute"], r["res"], _g(r["tensors"]), _g(r.get("alloc")), _g(r.get("reserved")), _g(r.get("planner_vram")), f"{r['s_per_step']:.3f}",
                      f"{r['mfu']:.1%}" if r.get("mfu") else "—", r.get("skipped", 0)])
     table("Small cards emulated (memory capped): the default preset after suggest_settings", ["card", "cap GiB", "base", "compute", "res", "offload", "trained", "peak reserved GiB", "planner GiB", "s/step"],
           lambda r: r["part"] == "cards", lambda r: [r["card"], r["cap_gib"], r.get("quant"), r.get("compute"), r.get("res"), r.get("offload") or "off", "yes" if r.get("ok") else "**out of memory**",

@@ -62,9 +62,12 @@ def fake_run(cfg, tr, device, res, batch, cap=128):
     run.items = [T.Item(f"lat{i}", "t", (h, w), f"f{i}", res, 0) for i in range(batch)]; run.plan = T.BatchPlan(run.items, batch, 0); run.empty = ""
     return run
 
-def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, cap=128, compute=None, rank=16, prefetch=True, timed=0):
+def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, cap=128, compute=None, rank=16, prefetch=True, timed=0,
+            on_step=None, after=None):
     """Build, warm up, then `timed` steps timed without the tensor counter (its per-operation Python hook slows a GPU)
-    and `steps` steps counted by `TensorPeak` (timed too when `timed` is 0); one row (bytes, seconds)."""
+    and `steps` steps counted by `TensorPeak` (timed too when `timed` is 0); one row (bytes, seconds, every step's loss).
+    `on_step(run, n)` is called after the n-th step (the warm-up is step 1); `after(run)` before the model is freed, and
+    what it returns joins the row."""
     tcfg = TINY_TRANSFORMER if scale == "tiny" else ({} if layers in (None, 30) else dict(n_layers=layers))
     compute = compute or default_compute(scale, device)
     cfg = bench_config(scale, quant, res, ckpt, offload, compute, batch, rank, prefetch)
@@ -73,14 +76,18 @@ def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, ca
     from zimage_nb.models import compute_dtype
     tr = random_transformer(tcfg, quant, compute_dtype(compute, device), device)
     run = fake_run(cfg, tr, device, res, batch, cap)
-    T.train_step(run)                                  # warm-up: optimizer state created
+    losses = []
+    def one():
+        losses.append(T.train_step(run)["loss"])
+        if on_step: on_step(run, len(losses))
+    one()                                              # warm-up: optimizer state created
     if run.offload: run.offload.evict_all()
     parts = measured_parts(tr, run.params, run.optimizer, run.offload)
     persistent = sum(parts.values())
     times, t0 = [], time.perf_counter()
     if cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     def step():
-        t0 = time.perf_counter(); T.train_step(run)
+        t0 = time.perf_counter(); one()
         if cuda: torch.cuda.synchronize()
         return time.perf_counter() - t0
     timed_times = [step() for _ in range(timed)]
@@ -92,8 +99,9 @@ def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, ca
                est=est.vram - est.parts["CUDA overhead"])
     if run.offload: row.update(copies_per_step=run.offload.stats()["loads"] / (steps + timed + 1), host_bytes=run.offload.host_bytes(),
                                misses=run.offload.stats()["misses"], prefetch=prefetch, resident=offload)
-    row.update(skipped=run.skipped, steps=steps + timed)
+    row.update(skipped=run.skipped, steps=steps + timed, losses=[round(x, 5) for x in losses])
     if cuda: row.update(alloc=torch.cuda.max_memory_allocated(), reserved=torch.cuda.max_memory_reserved())
+    if after: row.update(after(run))
     if run.offload: run.offload.remove(to_device=False)
     del run, tr
     return row

@@ -79,3 +79,37 @@ def test_goals_report_calibration_and_results_md(tmp_path, suite):
     suite.update_results_md(tmp_path, md); once = md.read_text()
     suite.update_results_md(tmp_path, md); assert md.read_text() == once                     # replaced, not added twice
     assert once.count(suite.BEGIN) == 1 and "| nf4 | bf16 | 1024 |" in once and "## Training-step memory at real size" in once
+
+
+# ---- the first look (bench/gpu_first_look.py): its full smoke run is `make gpu-rehearsal` (in .ci/run)
+
+@pytest.fixture(scope="module")
+def first_look():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_first_look
+    yield gpu_first_look
+    sys.path.remove(str(ROOT / "bench"))
+
+def test_first_look_skips_what_the_budget_cannot_hold(tmp_path, suite, first_look):
+    s = suite.Suite(tmp_path, smoke=True, steps=5)
+    assert first_look.measure(s, budget=0) == []                        # nothing fits in no time: nothing runs, nothing hangs
+    rows = suite.read_rows(tmp_path)
+    assert [r["what"] for r in rows] == [n for n, _ in first_look.PLAN] and all("time budget" in r["reason"] for r in rows)
+    bad = first_look.check(tmp_path)
+    assert any("skipped for time" in b for b in bad) and any("training rows missing" in b for b in bad)
+
+def test_first_look_finish_calibrates_and_puts_the_planner_beside_each_row(tmp_path, suite, first_look):
+    from zimage_nb.planner import estimate_training, row_config
+    rows = gpu_rows("NVIDIA H200")
+    for r in rows:
+        if "quant" in r: r["planner_vram"] = estimate_training(row_config(r), "A100").vram
+    rows.append(dict(part="skipped", what="bf16-1024", reason="time budget: 12 s left, about 60 s needed", device="NVIDIA H200", date="d"))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "env.json").write_text(json.dumps(dict(device="NVIDIA H200", date="d", command="bash bench/gpu_first_look.sh out", smoke=False)))
+    cal = first_look.finish(tmp_path)
+    assert cal["ok"] and cal["worst"] < 0.02 and not cal["smoke"]
+    assert json.loads((tmp_path / "calibration.json").read_text())["workspace"] == pytest.approx(cal["workspace"])
+    md = (tmp_path / "table.md").read_text()
+    assert "The planner beside each training row" in md and "| train | nf4 | bf16 | 1024 | off |" in md
+    assert "- bf16-1024: time budget: 12 s left" in md                    # what was not measured is said
+    assert "on an H100/H200, NF4 rank 16 at 1024² ≤ 1.0 s/step" in md

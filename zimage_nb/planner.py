@@ -15,10 +15,10 @@ from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'GUESS', 'PEAK_TFLOPS', 'CALIBRATION',
-           'SESSION_LIMITS', 'SETUP_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
-           'Estimate', 'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
-           'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings', 'session_platform',
-           'TimeBudget', 'time_budget', 'row_config', 'calibrate_cuda']
+           'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'SETUP_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration',
+           'peak_tflops', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies',
+           'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'no_bf16_compute',
+           'suggest_settings', 'session_platform', 'TimeBudget', 'time_budget', 'row_config', 'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -247,6 +247,13 @@ def _offload_why(off:Estimate, on:Estimate, gb:float)->str:
     return (f"{off.vram / 2**30:.1f} GiB estimated without it on this {gb:.1f} GiB card, {on.vram / 2**30:.1f} GiB with it; "
             f"{o['pinned'] / 2**30:.1f} GiB pinned in host RAM and ~{o['copy_s']:.1f} s of copies per step ({'overlapped with' if o['prefetch'] else 'added to'} ~{on.seconds_per_step:.1f} s)")
 
+NO_BF16_COMPUTE = {"turbo": "fp16-safe", "tiny": "fp16-safe", "de-turbo": "fp32", "base": "fp32"}
+
+def no_bf16_compute(variant:str # ModelConfig.variant: turbo, de-turbo, base or tiny
+                   )->str:
+    "The compute a GPU without native bf16 (T4, P100, V100, RTX 20xx) gets for a model family: fp16-safe for Turbo; fp32 for base and De-Turbo, whose fp16 is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897)."
+    return NO_BF16_COMPUTE.get(variant, "fp32")
+
 def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS`
                      cfg:ZConfig=None    # the config to fit (default: the default preset)
                     )->list[Suggestion]:
@@ -256,7 +263,10 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
         return [S("quantization.compute", "fp32", "no CUDA GPU: fp32 on the CPU (only the tiny model is practical)"),
                 S("datasets.0.resolutions", [512], "no CUDA GPU: smallest bucket only")]
     out, vram = [], hw.vram_gb
-    if not hw.bf16: out.append(S("quantization.compute", "fp16-safe", f"{hw.gpu_name} has no native bf16: fp16 with overflow clamps and loss scaling"))
+    if not hw.bf16:
+        c = no_bf16_compute(cfg.model.variant)
+        out.append(S("quantization.compute", c, f"{hw.gpu_name} has no native bf16: fp16 with overflow scaling, clamps and loss scaling" if c == "fp16-safe" else
+                     f"{hw.gpu_name} has no native bf16, and Z-Image {cfg.model.variant} is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897): fp32 compute, slower"))
     if vram < 20:
         out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: 3.9 GiB of tensors at 512², 5.8 at 1024²)"),
                 S("quantization.text_encoder", "nf4", "the text encoder is loaded only to cache prompts; 4-bit keeps that step small")]
