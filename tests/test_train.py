@@ -270,7 +270,8 @@ def test_repeated_nans_stop_the_run_without_saving(setup, monkeypatch):
 
 def test_two_processes_match_one_with_accumulation(setup):
     kw = dict(training__steps=6, save__every=6, training__optimizer="adamw", save__dtype="fp32", training__caption_dropout=0.0)
-    two = T.launch_training(make_cfg(setup, "ddp", **kw), num_processes=2, work=str(work(setup)), progress=False)
+    from zimage_nb.launch import launch_training
+    two = launch_training(make_cfg(setup, "ddp", **kw), num_processes=2, work=str(work(setup)), progress=False)
     assert two["world"] == 2 and two["ranks_in_sync"] and two["steps"] == 6
     one = T.train(make_cfg(setup, "accum", training__grad_accum=2, **kw), work=work(setup), progress=False)
     a, b = load_file(two["lora"]), load_file(one["lora"])

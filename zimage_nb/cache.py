@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from .data import DatasetReport, crop_to_bucket, long_captions
 
 # %% auto #0
-__all__ = ['model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'mask_tensor', 'encode_latents', 'decode_latents',
-           'cache_latents', 'encode_prompts', 'cache_text', 'build_caches']
+__all__ = ['ENCODERS', 'model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'mask_tensor', 'encode_latents',
+           'decode_latents', 'cache_latents', 'encode_prompts', 'text_keys', 'cache_text', 'build_caches']
 
 # %% ../nbs/06_cache.ipynb
 def _sha(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -124,24 +124,35 @@ def encode_prompts(tokenizer, text_encoder, prompts:list[str], max_sequence_leng
     embeds, _ = enc.encode_prompt(list(prompts), device=text_encoder.device, do_classifier_free_guidance=False, max_sequence_length=max_sequence_length)
     return embeds
 
+def text_keys(prompts:list[str], max_sequence_length:int, fingerprint:str)->dict:
+    "{prompt: cache key} for every distinct prompt and the empty one."
+    return {p: _sha("text", p, max_sequence_length, fingerprint) for p in sorted(set(prompts) | {""})}
+
 def cache_text(prompts:list[str], tokenizer, text_encoder, store:CacheStore, max_sequence_length:int=512, progress:bool=True)->dict:
-    "Encode every distinct prompt not yet cached (the empty prompt always included)."
-    fp, index, computed, reused = model_fingerprint(text_encoder), {}, 0, 0
-    for p in tqdm(sorted(set(prompts) | {""}), desc="caching text", disable=not progress, leave=False):
-        key = index[p] = _sha("text", p, max_sequence_length, fp)
+    "Encode every distinct prompt not yet cached (the empty prompt always included); an embedding with NaN/Inf is refused, not cached."
+    index, computed, reused = text_keys(prompts, max_sequence_length, model_fingerprint(text_encoder)), 0, 0
+    for p, key in tqdm(index.items(), desc="caching text", disable=not progress, leave=False):
         if store.valid(key): reused += 1; continue
-        store.put(key, {"embeds": encode_prompts(tokenizer, text_encoder, [p], max_sequence_length)[0]}, kind="text", prompt=p); computed += 1
+        emb = encode_prompts(tokenizer, text_encoder, [p], max_sequence_length)[0]
+        if not torch.isfinite(emb).all():
+            raise ZImageError(f"the text encoder produced NaN/Inf for the caption {p[:60]!r} (in {emb.dtype})",
+                              "encode in fp32 or bf16: Qwen models overflow fp16 (quantization.compute fp32 on a card without bf16, or leave it on auto)")
+        store.put(key, {"embeds": emb}, kind="text", prompt=p); computed += 1
     return dict(index=index, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb
+ENCODERS = "encoders.json"   # beside the text cache: which text encoder (source, precision, device) made which fingerprint
+
 def build_caches(reports:list[DatasetReport], # prepared datasets
                  model_folder:str|Path,      # diffusers folder (vae/, text_encoder/, tokenizer/)
                  work:str|Path,              # caches go to work/cache/{latents,text}
                  sample_prompts:list=(),     # encoded too, for in-training samples
                  text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu",
                  crop:str="center", seed:int=0, max_sequence_length:int=512, progress:bool=True,
-                 flips:list=None)->dict:     # per report: also cache mirrored latents
-    "Cache latents and text embeddings, loading the VAE and text encoder only for this."
+                 flips:list=None,            # per report: also cache mirrored latents
+                 encoder_id:str=None,        # where the text encoder comes from (default: model_folder): with its precision, names its cached embeddings
+                 fetch=None)->dict:          # fetch(("text_encoder",)) -> a folder holding it, when model_folder lacks it and it is needed
+    "Cache latents and text embeddings, loading the VAE, and the text encoder only if some prompt is not cached yet."
     import weakref
     from diffusers import AutoencoderKL
     from transformers import AutoTokenizer
@@ -153,10 +164,20 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
     long = [x for rep in reports for x in long_captions(rep, tok, max_sequence_length)]
     for f, n in long: warnings.warn(f"caption of {f} has {n} tokens; the text encoder keeps {max_sequence_length}: shorten it")
-    te = load_text_encoder(folder, text_encoder_quant, dtype, device, progress=False)
-    captions = [r.caption for rep in reports for r in rep.usable]
-    txt = cache_text(captions + list(sample_prompts), tok, te, CacheStore(work / "cache" / "text"), max_sequence_length, progress)
-    refs.append(weakref.ref(te)); del te
+    prompts = [r.caption for rep in reports for r in rep.usable] + list(sample_prompts)
+    store, ident = CacheStore(work / "cache" / "text"), _sha("encoder", encoder_id or str(folder), text_encoder_quant, str(dtype), str(device).split(":")[0])
+    known = json.loads((store.root / ENCODERS).read_text()) if (store.root / ENCODERS).exists() else {}
+    index = text_keys(prompts, max_sequence_length, known[ident]) if ident in known else None
+    if index and all(store.valid(k) for k in index.values()):     # every prompt cached by this encoder: it is not loaded (nor downloaded)
+        txt = dict(index=index, computed=0, reused=len(index), encoder_loaded=False)
+    else:
+        if not (folder / "text_encoder").is_dir():
+            if fetch is None: raise ZImageError(f"{folder} has no text_encoder/ and some captions are not cached yet", "give the full model folder")
+            folder = Path(fetch(("text_encoder",)))
+        te = load_text_encoder(folder, text_encoder_quant, dtype, device, progress=False)
+        known[ident] = model_fingerprint(te); atomic_write_text(store.root / ENCODERS, json.dumps(known, indent=0))
+        txt = dict(cache_text(prompts, tok, te, store, max_sequence_length, progress), encoder_loaded=True)
+        refs.append(weakref.ref(te)); del te
     gc.collect(); release_freed_memory()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
     return dict(latents=lat, text=txt, long_captions=long, released=all(r() is None for r in refs))

@@ -129,7 +129,7 @@ def _validate(a):
 def _demo(a): run_demo(a.out, a.seed, a.steps)
 
 def _train(a):
-    from zimage_nb.train import launch_training
+    from zimage_nb.launch import launch_training
     cfg = _config(a)
     r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
     print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))

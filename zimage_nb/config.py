@@ -12,10 +12,10 @@ import yaml
 from .core import ZImageError, atomic_write_text, decode_text
 
 # %% auto #0
-__all__ = ['PANELS', 'PANEL_TYPES', 'PRESETS', 'opt', 'JobConfig', 'ModelConfig', 'QuantizationConfig', 'TargetConfig',
-           'SaveConfig', 'TrainingConfig', 'DatasetConfig', 'SampleConfig', 'AdvancedConfig', 'ZConfig',
-           'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError', 'config_problems', 'validate_config',
-           'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
+__all__ = ['COMFY_TURBO', 'PANELS', 'PANEL_TYPES', 'FUN_DISTILL_8', 'BASE', 'PRESETS', 'opt', 'JobConfig', 'ModelConfig',
+           'QuantizationConfig', 'TargetConfig', 'SaveConfig', 'TrainingConfig', 'DatasetConfig', 'SampleConfig',
+           'AdvancedConfig', 'ZConfig', 'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError',
+           'config_problems', 'validate_config', 'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
 
 # %% ../nbs/01_config.ipynb
 def opt(default,                 # the default value (lists are copied per instance)
@@ -41,14 +41,19 @@ class JobConfig:
     tracker: str = opt("none", "Also log to Weights & Biases or trackio when installed (TensorBoard files in the run folder are always written).", choices=("none", "wandb", "trackio"))
 
 # %% ../nbs/01_config.ipynb
+COMFY_TURBO = "Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_bf16.safetensors"   # 12.3 GB bf16; Tongyi-MAI/Z-Image-Turbo's transformer/ is 24.6 GB
+
 @dataclass
 class ModelConfig:
     "Model: which Z-Image and which anti-drift recipe."
-    name_or_path: str = opt("Tongyi-MAI/Z-Image-Turbo", "Hub id or local diffusers folder of the base model ('tiny' = the offline test model).")
+    name_or_path: str = opt("Tongyi-MAI/Z-Image-Turbo", "The model the LoRA is trained on: a Hub id or local diffusers folder ('tiny' = the offline test model).")
     variant: str = opt("turbo", "Which model family member this is: sets sampling defaults and drift checks.", choices=("turbo", "de-turbo", "base", "tiny"))
-    transformer_file: str = opt("", "Optional single-file transformer checkpoint (ComfyUI layout); text encoder and VAE still come from name_or_path.")
+    transformer_file: str = opt(COMFY_TURBO, "Where the transformer's weights come from instead of name_or_path's transformer/ folder: a local .safetensors or a Hub file 'owner/repo/path.safetensors' (ComfyUI or diffusers keys); '' = name_or_path.")
+    components: str = opt("", "Where the text encoder, tokenizer, VAE and scheduler come from (Hub id or local diffusers folder); '' = name_or_path when it has them, else Tongyi-MAI/Z-Image-Turbo (Turbo, De-Turbo) or Tongyi-MAI/Z-Image (base).")
+    quantized_dir: str = opt("", "Keep the NF4 transformer in this folder after its first load (e.g. on Drive, about 3.5 GB) and load it from there in later sessions instead of downloading 12 GB; '' = off.")
     training_adapter: str = opt("v2", "Turbo training adapter used only while training: 'v1', 'v2', a local .safetensors, or '' for none.")
-    distill_patch: str = opt("", "DistillPatch LoRA applied at inference to restore 8-step Turbo quality ('' = none).")
+    distill_patch: str = opt("", "A few-step LoRA applied at inference, never trained: DistillPatch for Turbo, alibaba-pai's Fun distill LoRA for base ('' = none).")
+    distill_patch_weight: float = opt(1.0, "Weight of distill_patch when sampling (the Fun distill LoRA's card: 0.7-0.8).", lo=0, hi=2)
 
 # %% ../nbs/01_config.ipynb
 @dataclass
@@ -73,6 +78,7 @@ class TargetConfig:
 class SaveConfig:
     "Save: checkpoints and the exported LoRA."
     every: int = opt(250, "Save a checkpoint every N steps.", lo=1)
+    every_minutes: float = opt(10.0, "Also save one when this many minutes have passed since the last (a disconnect then costs at most that); 0 = off.", lo=0)
     keep: int = opt(4, "Keep the last K checkpoints.", lo=1)
     dtype: str = opt("bf16", "Precision of the exported LoRA file.", choices=("bf16", "fp16", "fp32"))
     ema_export: str = opt("second-file", "With training.ema_decay on: write the EMA weights as <name>_ema.safetensors beside the LoRA, or instead of the raw weights.", choices=("second-file", "instead"))
@@ -188,15 +194,21 @@ def config_schema()->list[dict]:
     return rows
 
 # %% ../nbs/01_config.ipynb
+FUN_DISTILL_8 = "alibaba-pai/Z-Image-Fun-Lora-Distill/Z-Image-Fun-Lora-Distill-8-Steps.safetensors"   # CFG 1, weight 0.7-0.8 (its card; diffusers PR 13126)
+# Z-Image base: not distilled, so nothing drifts. Training settings a base user reported working (musubi-tuner issue 908:
+# sigmoid timesteps, discrete_flow_shift 1.0, rank 32 / alpha 32, lr 1e-4)
+BASE = {"model.name_or_path": "Tongyi-MAI/Z-Image", "model.transformer_file": "", "model.variant": "base", "model.training_adapter": "",
+        "training.timestep_type": "sigmoid", "training.shift": 1.0, "target.rank": 32, "target.alpha": 32.0, "training.lr": 1e-4}
+
 PRESETS = {
     "turbo-adapter-v2": {},
     "turbo-adapter-v1": {"model.training_adapter": "v1"},
-    "de-turbo": {"model.name_or_path": "ostris/Z-Image-De-Turbo", "model.variant": "de-turbo", "model.training_adapter": "",
-                 "sample.steps": 25, "sample.guidance": 2.5},
-    "base": {"model.name_or_path": "Tongyi-MAI/Z-Image", "model.variant": "base", "model.training_adapter": "",
-             "sample.steps": 50, "sample.guidance": 5.0},
+    "de-turbo": {"model.name_or_path": "ostris/Z-Image-De-Turbo", "model.transformer_file": "ostris/Z-Image-De-Turbo/z_image_de_turbo_v1_bf16.safetensors",
+                 "model.variant": "de-turbo", "model.training_adapter": "", "sample.steps": 25, "sample.guidance": 2.5},
+    "base": {**BASE, "sample.steps": 50, "sample.guidance": 5.0},
+    "base-fun-distill": {**BASE, "model.distill_patch": FUN_DISTILL_8, "model.distill_patch_weight": 0.8, "sample.steps": 8, "sample.guidance": 1.0},
     "turbo-distillpatch": {"model.training_adapter": "", "model.distill_patch": "DiffSynth-Studio/Z-Image-Turbo-DistillPatch"},
-    "tiny": {"model.name_or_path": "tiny", "model.variant": "tiny", "model.training_adapter": "",
+    "tiny": {"model.name_or_path": "tiny", "model.transformer_file": "", "model.variant": "tiny", "model.training_adapter": "",
              "quantization.compute": "fp32", "target.rank": 4, "target.alpha": 4.0, "training.steps": 20, "training.lr": 3e-3,
              "save.every": 10, "sample.every": 10, "sample.steps": 4, "sample.width": 64, "sample.height": 64,
              "advanced.max_sequence_length": 64, "datasets.0.resolutions": [64, 96]},
@@ -229,7 +241,7 @@ def recipe(cfg:ZConfig)->str:
     "Which anti-drift recipe a config uses."
     m = cfg.model
     if m.training_adapter and m.variant == "turbo": return f"turbo + training adapter ({m.training_adapter})"
-    if m.distill_patch: return "turbo + DistillPatch at inference"
+    if m.distill_patch: return "turbo + DistillPatch at inference" if m.variant == "turbo" else f"{m.variant} + few-step LoRA at inference"
     return "plain LoRA on Turbo (drifts)" if m.variant == "turbo" else f"{m.variant} (no adapter)"
 
 # %% ../nbs/01_config.ipynb

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ZImageError', 'atomic_path', 'atomic_write_text', 'human_bytes', 'decode_text', 'clean_text', 'read_text', 'peak_rss',
-           'release_freed_memory']
+           'release_freed_memory', 'FolderLock']
 
 # %% ../nbs/00_core.ipynb
 class ZImageError(ValueError):
@@ -121,3 +121,38 @@ def release_freed_memory()->bool:
     "Return freed heap memory to the OS (glibc `malloc_trim`); True if it was done."
     try: return bool(_libc.malloc_trim(0)) or True
     except (AttributeError, OSError): return False  # not glibc (musl, macOS, Windows)
+
+# %% ../nbs/00_core.ipynb
+import json as _json, socket
+try: import fcntl
+except ImportError: fcntl = None   # Windows: no lock (Colab, Kaggle and WSL are Linux)
+
+class FolderLock:
+    "Context manager: an exclusive, kill-safe lock on `folder` for one writer; a second one raises ZImageError naming the holder."
+    def __init__(self, folder:str|Path, # the folder to own (created if needed)
+                 what:str="a training run", # what holds it, for the message
+                 stop_hint:str="stop it first (the Stop button of its panel, Ctrl-C in its terminal, or end that process)"):
+        self.path, self.what, self.stop_hint, self.f = Path(folder) / ".lock", what, stop_hint, None
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")
+        if fcntl is None: self.f = f; return self
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            try: who = _json.loads(f.read() or "{}")
+            except ValueError: who = {}
+            f.close()
+            since = who.get("since", 0)
+            raise ZImageError(f"{self.path.parent} is already used by {who.get('what', 'another run')}: process {who.get('pid', '?')} on {who.get('host', '?')}"
+                              f"{' (thread ' + who['thread'] + ')' if who.get('thread') else ''}, since {time.strftime('%H:%M:%S', time.localtime(since))} "
+                              f"({(time.time() - since) / 60:.0f} min ago)", f"{self.stop_hint}, or give this run another job.name") from None
+        f.seek(0); f.truncate()
+        f.write(_json.dumps(dict(what=self.what, pid=os.getpid(), host=socket.gethostname(), thread=threading.current_thread().name, since=time.time()))); f.flush()
+        self.f = f
+        return self
+    def __exit__(self, *exc):
+        if self.f:
+            self.f.seek(0); self.f.truncate(); self.f.flush()
+            if fcntl: fcntl.flock(self.f, fcntl.LOCK_UN)
+            self.f.close(); self.f = None

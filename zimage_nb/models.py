@@ -15,16 +15,18 @@ from accelerate import init_empty_weights
 from accelerate.utils import set_module_tensor_to_device
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'FP16_MAX', 'TensorEntry', 'safetensors_entries', 'read_tensor',
-           'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears', 'place_tensor',
-           'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'load_transformer', 'load_text_encoder',
-           'weight_report', 'relative_error', 'tiny_forward', 'model_folder', 'hub_download', 'tiny_model_folder',
-           'load_pipeline', 'fp16_safe', 'one_4bit_path']
+__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'QUANTIZED_FILE', 'FP16_MAX', 'TensorEntry', 'safetensors_entries',
+           'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears',
+           'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'encoder_dtype',
+           'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward', 'model_folder',
+           'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline', 'components_folder',
+           'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized', 'load_run_transformer',
+           'load_run_pipeline', 'fp16_safe', 'one_4bit_path']
 
 # %% ../nbs/04_models.ipynb
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
@@ -185,6 +187,11 @@ def compute_dtype(compute:str="auto", # QuantizationConfig.compute: auto, bf16, 
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return {"bf16": torch.bfloat16, "fp16-safe": torch.float16, "fp32": torch.float32}[compute]
 
+def encoder_dtype(dtype:torch.dtype # the run's compute dtype
+                 )->torch.dtype:
+    "The dtype of the once-per-dataset encoders (Qwen3-4B text encoder, Qwen3-VL captioner, VAE): fp32 where the run computes in fp16, since Qwen-family models overflow fp16 (QwenLM/Qwen3 issues 826 and 868; transformers PR 33312)."
+    return torch.float32 if dtype == torch.float16 else dtype
+
 def _read_config(path:Path)->dict:
     cfg = json.loads(Path(path).read_text())
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
@@ -250,7 +257,8 @@ def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("
 def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
                  parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
                  token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
-                 cache_dir:str=None)->Path:
+                 cache_dir:str=None,
+                 progress:bool=False)->Path:  # say what is downloaded, and show the Hub's progress bars
     "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
     p = Path(str(name_or_path)).expanduser()
     if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
@@ -260,35 +268,62 @@ def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Tur
                                       f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
         return p
     if _looks_local(str(name_or_path)): raise ZImageError(f"model folder {p} does not exist", "check the path; on Colab mount Drive first")
-    return hub_download(str(name_or_path), parts, token, cache_dir)
+    return hub_download(str(name_or_path), parts, token, cache_dir, progress)
 
 # %% ../nbs/04_models.ipynb
-def _patterns(parts): return ["model_index.json"] + [x if "/" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
+def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
+_IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
 
-def hub_download(repo:str, parts:tuple=PARTS, token:str=None, cache_dir:str=None)->Path:
-    "Download `parts` of Hub repo `repo`, checking free disk space first."
-    pats = _patterns(parts)
-    ignore = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
-    try:
-        info = HfApi().model_info(repo, token=token, files_metadata=True)
-        need = sum(s.size or 0 for s in info.siblings
-                   if any(fnmatch.fnmatch(s.rfilename, p) for p in pats) and not any(fnmatch.fnmatch(s.rfilename, i) for i in ignore))
-        target = Path(cache_dir or os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
-        probe = next(p for p in [target, *target.parents] if p.exists())
-        free = shutil.disk_usage(probe).free
-        if need > free: raise ZImageError(f"not enough disk for {repo}: {human_bytes(need)} needed, {human_bytes(free)} free at {probe}",
-                                          "free space, or set HF_HUB_CACHE to a larger disk (Colab: /content; Kaggle: /kaggle/tmp)")
-        return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=ignore, token=token, cache_dir=cache_dir))
+def _hub_errors(repo:str, call):
+    "Run a Hub call; its errors become messages that name the cause and the fix."
+    try: return call()
     except GatedRepoError:
         raise ZImageError(f"{repo} is gated: your account must accept its licence and be logged in",
                           f"accept it at https://huggingface.co/{repo}, then log in (huggingface_hub.login(), Colab/Kaggle secret HF_TOKEN)") from None
     except RepositoryNotFoundError:
-        raise ZImageError(f"model '{repo}' was not found on the Hub (or it is private)",
+        raise ZImageError(f"'{repo}' was not found on the Hub (or it is private)",
                           "check the spelling, e.g. 'Tongyi-MAI/Z-Image-Turbo', or log in if it is private") from None
+    except EntryNotFoundError as e:
+        raise ZImageError(f"a file was not found in Hub repo {repo} ({e})", "check the file name inside the repository") from None
     except Exception as e:
         if not _is_network_error(e): raise
         raise ZImageError(f"the Hub cannot be reached to fetch {repo} ({type(e).__name__})",
-                          "connect to the internet (Kaggle: Settings > Internet on), or pass a local diffusers folder") from None
+                          "connect to the internet (Kaggle: Settings > Internet on), or give local files") from None
+
+def _check_room(repo:str, need:int, cache_dir:str=None)->Path:
+    "Refuse a download the disk cannot hold; returns where it goes."
+    target = Path(cache_dir or os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
+    probe = next(p for p in [target, *target.parents] if p.exists())
+    free = shutil.disk_usage(probe).free
+    if need > free: raise ZImageError(f"not enough disk for {repo}: {human_bytes(need)} needed, {human_bytes(free)} free at {probe}",
+                                      "free space, or set HF_HUB_CACHE to a larger disk (Colab: /content; Kaggle: /kaggle/tmp)")
+    return target
+
+def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.json") or patterns ("x/*.json")
+                 token:str=None, cache_dir:str=None,
+                 progress:bool=False)->Path:    # say what is downloaded and how big, with the Hub's progress bars
+    "Download `parts` of Hub repo `repo` (already cached files are not fetched again), checking free disk space first."
+    pats = _patterns(parts)
+    def call():
+        info = HfApi().model_info(repo, token=token, files_metadata=True)
+        sizes = {s.rfilename: s.size or 0 for s in info.siblings
+                 if any(fnmatch.fnmatch(s.rfilename, p) for p in pats) and not any(fnmatch.fnmatch(s.rfilename, i) for i in _IGNORE)}
+        target = _check_room(repo, sum(sizes.values()), cache_dir)
+        if progress: print(f"{repo}: {', '.join(parts)}: {len(sizes)} files, {human_bytes(sum(sizes.values()))} (files already in {target} are not fetched again)")
+        return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=_IGNORE, token=token, cache_dir=cache_dir))
+    return _hub_errors(repo, call)
+
+def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bool=False)->Path:
+    "Download one file of a Hub repo (once), checking free disk space first."
+    def call():
+        from huggingface_hub import hf_hub_download
+        info = HfApi().model_info(repo, token=token, files_metadata=True)
+        size = next((s.size or 0 for s in info.siblings if s.rfilename == file), None)
+        if size is None: raise ZImageError(f"{file} is not in Hub repo {repo}", f"check the name; the repository holds e.g. {', '.join(s.rfilename for s in info.siblings[:3])}")
+        target = _check_room(repo, size, cache_dir)
+        if progress: print(f"{repo}/{file}: {human_bytes(size)} (kept in {target}: fetched once)")
+        return Path(hf_hub_download(repo, file, token=token, cache_dir=cache_dir))
+    return _hub_errors(repo, call)
 
 def _is_network_error(e:Exception)->bool:
     "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
@@ -327,13 +362,116 @@ def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, lo
     else:
         parts = tuple("transformer/config.json" if transformer_file and p == "transformer" else p for p in PARTS)
         folder = model_folder(name_or_path, parts, token)
-    transformer = load_transformer(folder, transformer_quant, dtype, device, transformer_file, progress)
+    return assemble_pipeline(folder, load_transformer(folder, transformer_quant, dtype, device, transformer_file, progress), text_encoder_quant, dtype, device, progress)
+
+def assemble_pipeline(folder:Path, # a diffusers folder with text_encoder/, tokenizer/, vae/, scheduler/
+                      transformer, text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu", progress:bool=True)->ZImagePipeline:
+    "A ZImagePipeline around a loaded transformer: the text encoder streamed in `text_encoder_quant`, the VAE in `dtype`."
     text_encoder = load_text_encoder(folder, text_encoder_quant, dtype, device, progress)
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
     pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae,
                           text_encoder=text_encoder, tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), transformer=transformer)
     pipe.set_progress_bar_config(disable=not progress)
     return pipe
+
+# %% ../nbs/04_models.ipynb
+def components_folder(cfg, # a ZConfig
+                      parts:tuple=("tokenizer", "vae", "scheduler"), # the parts needed now
+                      token:str=None, progress:bool=False)->Path:
+    "A local folder holding these parts of the run's text encoder / tokenizer / VAE / scheduler source (only these are downloaded)."
+    from zimage_nb.sources import components_location
+    loc = components_location(cfg)
+    if loc.kind == "tiny": return tiny_model_folder()
+    if loc.kind == "local-file": raise ZImageError(f"model.components {loc.where} is a file", "give a diffusers folder or a Hub id")
+    return model_folder(loc.where, parts, token, progress=progress)
+
+def transformer_weights(cfg, token:str=None, progress:bool=False)->tuple[Path, Path|None]:
+    "(folder whose transformer/ configures the model, single-file checkpoint or None) of the run's transformer, downloaded if needed."
+    from zimage_nb.sources import transformer_location
+    loc = transformer_location(cfg)
+    if loc.kind == "tiny": return tiny_model_folder(), None
+    if loc.kind in ("local-folder", "hub-repo"): return model_folder(loc.where, ("transformer",), token, progress=progress), None
+    conf = components_folder(cfg, ("transformer/config.json",), token, progress)
+    return conf, Path(loc.where) if loc.kind == "local-file" else hub_file(loc.where, loc.file, token, progress=progress)
+
+# %% ../nbs/04_models.ipynb
+QUANTIZED_FILE = "transformer-nf4.safetensors"
+
+def quantized_folder(cfg, dtype:torch.dtype)->Path|None:
+    "Where `model.quantized_dir` keeps this run's NF4 transformer (None: not kept), named after its source and compute dtype."
+    import hashlib
+    from zimage_nb.sources import transformer_location
+    if not cfg.model.quantized_dir or cfg.quantization.transformer != "nf4": return None
+    loc = transformer_location(cfg)
+    ident = [str(loc), str(dtype)]
+    if loc.kind == "local-file": st = Path(loc.where).stat(); ident += [st.st_size, st.st_mtime_ns]
+    if loc.kind == "tiny":
+        from zimage_nb.tiny import TINY_VERSION; ident.append(TINY_VERSION)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(loc.file or loc.where).stem)[:48]
+    return Path(cfg.model.quantized_dir).expanduser() / f"{name}-nf4-{hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]}"
+
+def save_quantized(model:nn.Module, folder:Path, info:dict=None)->Path:
+    "Write an NF4 transformer (packed 4-bit codes, their scales, the other weights) and its config to `folder`; info.json last, so a half-written folder is never taken."
+    from safetensors.torch import save_file
+    from zimage_nb.core import atomic_path, atomic_write_text
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    sd = {}
+    for name, p in model.named_parameters():
+        sd[name] = p.data.detach().cpu().contiguous()
+        if isinstance(p, bnb.nn.Params4bit):
+            sd.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in p.quant_state.as_dict(packed=True).items()})
+    need = sum(t.nbytes for t in sd.values())
+    if shutil.disk_usage(folder).free < need * 1.05: raise ZImageError(f"not enough room in {folder} for the NF4 transformer ({human_bytes(need)})", "free space there, or clear model.quantized_dir")
+    with atomic_path(folder / QUANTIZED_FILE) as tmp: save_file(sd, str(tmp))
+    atomic_write_text(folder / "config.json", json.dumps(dict(model.config), indent=1, default=list))
+    atomic_write_text(folder / "info.json", json.dumps({**(info or {}), "bytes": need}, indent=1))
+    return folder
+
+def load_quantized(folder:Path, device:str=None, dtype:torch.dtype=None, progress:bool=False)->ZImageTransformer2DModel:
+    "The NF4 transformer `save_quantized` wrote, placed on `device` tensor by tensor (nothing is quantized again)."
+    device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
+    folder = Path(folder)
+    with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**_read_config(folder / "config.json"))
+    quantize_linears(model, "nf4", dtype, TRANSFORMER_BLOCKS)
+    entries = {e.name: e for e in safetensors_entries(folder / QUANTIZED_FILE)}
+    for name, p in tqdm(list(model.named_parameters()), desc="loading the kept NF4 transformer", disable=not progress, leave=False):
+        mod_name, _, pname = name.rpartition(".")
+        mod = model.get_submodule(mod_name)
+        if name not in entries: raise ZImageError(f"{folder / QUANTIZED_FILE} lacks {name}", "delete that folder: it is rebuilt from the original checkpoint")
+        if pname == "weight" and isinstance(mod, bnb.nn.Linear4bit):
+            stats = {k[len(name) + 1:]: read_tensor(e) for k, e in entries.items() if k.startswith(name + ".")}
+            mod.weight = bnb.nn.Params4bit.from_prequantized(read_tensor(entries[name]), stats, requires_grad=False, device=device, module=mod)
+        else: place_tensor(model, name, read_tensor(entries[name]), device, dtype)
+    return model.eval().requires_grad_(False)
+
+def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=False)->ZImageTransformer2DModel:
+    "The run's transformer: from `model.quantized_dir` when it is kept there, else downloaded (if needed), streamed into its precision and kept."
+    import time, warnings
+    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device)
+    kept = quantized_folder(cfg, dtype)
+    if cfg.model.quantized_dir and kept is None: warnings.warn(f"model.quantized_dir keeps NF4 transformers only; quantization.transformer is {cfg.quantization.transformer}: nothing is kept")
+    if kept is not None and (kept / "info.json").exists():
+        try:
+            t0 = time.time(); m = load_quantized(kept, device, dtype, progress)
+            m.load_report = dict(source=str(kept), kept=True, seconds=time.time() - t0)
+            if progress: print(f"transformer: the NF4 copy kept in {kept} ({time.time() - t0:.0f} s; nothing downloaded)")
+            return m
+        except Exception as e: warnings.warn(f"the kept NF4 transformer in {kept} could not be read ({e}): loading the original instead and writing it again")
+    folder, single = transformer_weights(cfg, token, progress)
+    m = load_transformer(folder, cfg.quantization.transformer, dtype, device, single, progress)
+    if kept is not None:
+        from zimage_nb.sources import transformer_location
+        try:
+            save_quantized(m, kept, dict(source=str(transformer_location(cfg)), dtype=str(dtype)))
+            if progress: print(f"kept the NF4 transformer in {kept}: later sessions load it from there")
+        except (ZImageError, OSError) as e: warnings.warn(f"the NF4 transformer could not be kept in {kept}: {e}")
+    return m
+
+def load_run_pipeline(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=True)->ZImagePipeline:
+    "The whole pipeline of a config: its transformer (`load_run_transformer`), text encoder, VAE, tokenizer and scheduler from their sources."
+    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device)
+    folder = components_folder(cfg, ("text_encoder", "tokenizer", "vae", "scheduler"), token, progress)
+    return assemble_pipeline(folder, load_run_transformer(cfg, dtype, device, token, progress), cfg.quantization.text_encoder, dtype, device, progress)
 
 # %% ../nbs/04_models.ipynb
 FP16_MAX = 65504.0

@@ -28,7 +28,7 @@ __all__ = ['MAX_NAN_STEPS', 'write_demo_dataset', 'Item', 'training_items', 'spl
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts', 'prepare_run_data',
            'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
            'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
-           'ranks_in_sync', 'setup_run', 'train', 'eval_loss', 'launch_training']
+           'ranks_in_sync', 'setup_run', 'train', 'eval_loss']
 
 # %% ../nbs/08_train.ipynb
 def write_demo_dataset(folder:str|Path, # where the images and captions go
@@ -131,6 +131,7 @@ class Run:
     ema: list = None         # fp32 moving average of each of `params` (training.ema_decay)
     sample_keys: list = None; negative_key: str = ""; model_folder: Path = None; text_index: dict = None
     step: int = 0; nan_streak: int = 0; skipped: int = 0; rank: int = 0; world: int = 1
+    setup_times: dict = field(default_factory=dict)   # seconds of each set-up phase (setup.json)
     training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None; sampler: object = None
     offload: object = None   # a BlockOffload when advanced.train_offload is on
 
@@ -151,11 +152,17 @@ def trigger_prompts(prompts:list, trigger:str)->list[str]:
     return [" ".join(p.replace("[trigger]", trigger).split()) for p in prompts]
 
 # %% ../nbs/08_train.ipynb
-def _model_folder(cfg:ZConfig)->Path:
-    from zimage_nb.models import model_folder, tiny_model_folder, PARTS
-    if cfg.model.name_or_path == "tiny": return tiny_model_folder()
-    parts = tuple("transformer/config.json" if cfg.model.transformer_file and p == "transformer" else p for p in PARTS)
-    return model_folder(cfg.model.name_or_path, parts)
+def _model_folder(cfg:ZConfig, progress:bool=False)->Path:
+    "The run's tokenizer, VAE and scheduler (the text encoder is fetched into the same folder only if a caption needs it)."
+    from zimage_nb.models import components_folder
+    return components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
+
+@contextlib.contextmanager
+def _timed(run:Run, phase:str):
+    "Add the seconds of a set-up phase to `run.setup_times` (kept in <run>/setup.json, read by the planner's time budget)."
+    t0 = time.time()
+    try: yield
+    finally: run.setup_times[phase] = round(run.setup_times.get(phase, 0) + time.time() - t0, 1)
 
 def _class_caption(caption:str, trigger:str, word:str)->str:
     return " ".join(caption.replace(trigger, word).split()) if trigger and word else ""
@@ -169,13 +176,18 @@ def prepare_run_data(run:Run, progress:bool=True):
     prompts = trigger_prompts(cfg.sample.prompts, trig) + [cfg.sample.negative_prompt]
     def work():
         from zimage_nb.caption import caption_datasets
-        for rep in caption_datasets(cfg, run.work, progress, run.device, run.dtype):
-            if progress: print(rep.summary())
-        reports = prepare_datasets(cfg, run.work, progress)
+        from zimage_nb.models import components_folder, encoder_dtype
+        from zimage_nb.sources import components_location
+        with _timed(run, "captions"):
+            for rep in caption_datasets(cfg, run.work, progress, run.device, encoder_dtype(run.dtype)):
+                if progress: print(rep.summary())
+        with _timed(run, "datasets"): reports = prepare_datasets(cfg, run.work, progress)
         classes = [_class_caption(r.caption, trig, word) for rep in reports for r in rep.usable] if word else []
-        caches = build_caches(reports, run.model_folder, run.work, prompts + [c for c in classes if c], cfg.quantization.text_encoder,
-                              run.dtype, run.device, cfg.datasets[0].crop, cfg.job.seed, cfg.advanced.max_sequence_length, progress,
-                              flips=[d.flip for d in cfg.datasets])
+        with _timed(run, "caches"):
+            caches = build_caches(reports, run.model_folder, run.work, prompts + [c for c in classes if c], cfg.quantization.text_encoder,
+                                  encoder_dtype(run.dtype), run.device, cfg.datasets[0].crop, cfg.job.seed, cfg.advanced.max_sequence_length, progress,
+                                  flips=[d.flip for d in cfg.datasets], encoder_id=str(components_location(cfg)),
+                                  fetch=lambda parts: components_folder(cfg, parts, progress=progress))
         return reports, caches
     if run.rank == 0: reports, caches = work()
     _barrier(run.world)
@@ -195,10 +207,10 @@ def prepare_run_data(run:Run, progress:bool=True):
 
 # %% ../nbs/08_train.ipynb
 def prepare_run_model(run:Run, progress:bool=True):
-    "Load the quantized transformer, then `attach_training`."
-    from zimage_nb.models import load_transformer
-    cfg = run.cfg
-    attach_training(run, load_transformer(run.model_folder, cfg.quantization.transformer, run.dtype, _load_device(cfg, run.device), cfg.model.transformer_file or None, progress))
+    "Load the quantized transformer (downloaded, or the NF4 copy kept in model.quantized_dir), then `attach_training`."
+    from zimage_nb.models import load_run_transformer
+    with _timed(run, "transformer"): tr = load_run_transformer(run.cfg, run.dtype, _load_device(run.cfg, run.device), progress=progress)
+    attach_training(run, tr)
 
 def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transformer`, or random weights in the benchmarks)
     "Frozen adapters, the trained LoRA, checkpointing, fp16 clamps, offload, optimizer, scheduler and loss scaler."
@@ -312,7 +324,7 @@ def train_step(run:Run)->dict:
         (run.scaler.scale(loss) if run.scaler else loss).backward()
         total += float(loss.detach())
     if run.world > 1:
-        flag = torch.tensor([float(finite), total])
+        flag = torch.tensor([float(finite), total], device=run.device)   # on the device: NCCL has no CPU tensors
         torch.distributed.all_reduce(flag); finite, total = bool(flag[0] == run.world), float(flag[1]) / run.world
         if finite:
             for p in run.params:
@@ -376,8 +388,8 @@ def _trim_log(log:Path, step:int):
 def ranks_in_sync(run:Run)->bool:
     "Do all processes hold the same LoRA? (always True in one process)"
     if run.world == 1: return True
-    v = torch.cat([p.detach().float().flatten().cpu() for p in run.params])
-    mine = torch.stack([v.sum(), (v * torch.arange(len(v))).sum() / len(v)])
+    v = torch.cat([p.detach().float().flatten() for p in run.params])   # stays on the device: NCCL gathers device tensors only
+    mine = torch.stack([v.sum(), (v * torch.arange(len(v), device=v.device)).sum() / len(v)])
     allv = [torch.zeros_like(mine) for _ in range(run.world)]
     torch.distributed.all_gather(allv, mine)
     return all(torch.equal(a, allv[0]) for a in allv)
@@ -386,8 +398,9 @@ def _emit(callbacks, event:dict):
     for cb in callbacks: cb(event)
 
 # %% ../nbs/08_train.ipynb
-def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True)->Run:
-    "Validate, cache, load and attach everything; returns a `Run` at step 0."
+def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True,
+              model_folder:str|Path=None)->Run:   # the tokenizer / VAE / scheduler folder, already fetched (the launcher gives it to its workers)
+    "Validate, cache, load and attach everything; returns a `Run` at step 0. The seconds of each phase go to <run>/setup.json."
     from zimage_nb.models import default_device, compute_dtype
     from zimage_nb.data import check_sources
     validate_config(cfg)
@@ -397,11 +410,13 @@ def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=Tr
     out = run_folder(cfg)
     run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device), rank=rank, world=world)
     if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out / "config.yaml")
-    run.model_folder = _model_folder(cfg) if rank == 0 else None
-    _barrier(world)
-    if run.model_folder is None: run.model_folder = _model_folder(cfg)
+    with _timed(run, "components"):
+        run.model_folder = Path(model_folder) if model_folder else _model_folder(cfg, progress) if rank == 0 else None
+        _barrier(world)
+        if run.model_folder is None: run.model_folder = _model_folder(cfg)
     prepare_run_data(run, progress and rank == 0)
     prepare_run_model(run, progress and rank == 0)
+    if rank == 0: atomic_write_text(out / "setup.json", json.dumps(dict(seconds=run.setup_times, device=run.device, world=world, date=time.strftime("%Y-%m-%d %H:%M")), indent=1))
     return run
 
 def _sample_event(run:Run, callbacks, tb):
@@ -415,10 +430,25 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           resume:bool=True,          # continue from the latest intact checkpoint of this job
           until:int=None,            # stop after this step (default: training.steps), e.g. to train in sessions
           callbacks:list=(),         # called with each event dict: step, sample, checkpoint, done
-          stop=None,                 # a threading.Event: when set, stop after the current step (a checkpoint is saved)
-          device:str=None, progress:bool=True)->dict:
+          stop=None,                 # a threading.Event (or anything with is_set()): when set, stop after the current step (a checkpoint is saved)
+          device:str=None, progress:bool=True,
+          model_folder:str|Path=None, # the tokenizer / VAE / scheduler folder already fetched (the launcher's workers)
+          lock:bool=True)->dict:      # own the run folder while training (a second start is refused); the launcher holds it for its workers
     "Train the LoRA; returns {'lora': path, 'steps', 'losses', 'run'}."
-    run = setup_run(cfg, work, device, progress)
+    from zimage_nb.core import FolderLock
+    owner = FolderLock(run_folder(cfg), f"training {cfg.job.name}") if lock and dist_info()[0] == 0 else contextlib.nullcontext()
+    with owner: return _train(cfg, work, resume, until, callbacks, stop, device, progress, model_folder)
+
+def _stop_requested(run:Run, stop)->bool:
+    "Has a stop been asked for? Every process gets the same answer (they must stop at the same step)."
+    flag = stop is not None and stop.is_set()
+    if run.world > 1:
+        t = torch.tensor([float(flag)], device=run.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX); flag = bool(t.item())
+    return flag
+
+def _train(cfg, work, resume, until, callbacks, stop, device, progress, model_folder)->dict:
+    run = setup_run(cfg, work, device, progress, model_folder)
     t, main = cfg.training, run.rank == 0
     log = run.out / "log.jsonl"
     ck = resume_latest(run) if resume else None
@@ -431,7 +461,8 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
         if main: check_disk(run)
         bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
         losses, t0 = [], time.time()
-        while run.step < end and not (stop is not None and stop.is_set()):
+        saved_at, saved_time = run.step, time.time()
+        while run.step < end and not _stop_requested(run, stop):
             t1 = time.time()
             rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
             losses.append(rec["loss"])
@@ -445,8 +476,10 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
             _emit(callbacks, dict(event="step", **rec))
             if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
                 _sample_event(run, callbacks, tb)
-            if main and run.step % cfg.save.every == 0 and run.step < t.steps:
-                _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run))))
+            timer = cfg.save.every_minutes and time.time() - saved_time >= cfg.save.every_minutes * 60   # a disconnect costs at most that
+            if main and (run.step % cfg.save.every == 0 or timer) and run.step < t.steps:
+                _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run)), timer=bool(timer and run.step % cfg.save.every)))
+                saved_at, saved_time = run.step, time.time()
             _barrier(run.world)
         bar.close()
         result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
@@ -464,7 +497,7 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
                 if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
                 raise
             _sample_event(run, callbacks, tb)
-        elif main and run.step % cfg.save.every: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
+        elif main and run.step != saved_at: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
         if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
                                                                           lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
     finally:
@@ -493,25 +526,3 @@ def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0,
                 total += float(flow_loss(pred, noise - x0, mask=None if m is None else m.to(run.device))); n += 1
     finally: run.transformer.train(was)
     return total / n
-
-# %% ../nbs/08_train.ipynb
-def _worker(cfg_dict:dict, kw:dict):
-    from accelerate import PartialState
-    torch.set_num_threads(1)   # a forked child must not enter the parent's OpenMP pool (it hangs); GPU workers need no CPU threads
-    st = PartialState()
-    device = f"cuda:{st.local_process_index}" if torch.cuda.is_available() else "cpu"
-    train(config_from_dict(cfg_dict), device=device, **kw)
-
-def launch_training(cfg:ZConfig, num_processes:int=None, # default: advanced.num_processes
-                    **kw)->dict:                         # passed to `train` (work, resume, until, progress)
-    "Train in one or several processes; returns the run's summary (steps, lora, ranks_in_sync)."
-    n = num_processes or cfg.advanced.num_processes
-    if n == 1:
-        r = train(cfg, **kw); return dict(steps=r["steps"], lora=str(r["lora"]) if r["lora"] else None, world=1, ranks_in_sync=True)
-    from accelerate import notebook_launcher, debug_launcher
-    validate_config(cfg)
-    if torch.cuda.is_available():
-        if torch.cuda.device_count() < n: raise ZImageError(f"advanced.num_processes is {n} but this machine has {torch.cuda.device_count()} GPU(s)", "set it to the number of GPUs")
-        notebook_launcher(_worker, (config_to_dict(cfg), kw), num_processes=n)
-    else: debug_launcher(_worker, (config_to_dict(cfg), kw), num_processes=n)
-    return json.loads((run_folder(cfg) / "summary.json").read_text())
