@@ -1,5 +1,5 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
-.PHONY: test export readme browser-test floors release-check gpu-rehearsal
+.PHONY: test export readme browser-test floors release-check gpu-rehearsal panels-ipywidgets7
 test:
 	@echo "== notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
@@ -41,3 +41,12 @@ browser-test:
 # row at tiny scale, then checked. About 2 minutes; needs PyPI. .ci/run runs it after `make test`.
 gpu-rehearsal:
 	bash bench/gpu_rehearsal.sh
+
+# The panels with the ipywidgets Colab imports at start (7.7.1; the rest of the tests run with 8): a virtual environment on
+# top of this one that only swaps ipywidgets. About 30 s; needs PyPI. .ci/run runs it after `make test`.
+panels-ipywidgets7:
+	@rm -rf .venv-ipywidgets7 && python -m venv --system-site-packages .venv-ipywidgets7
+	.venv-ipywidgets7/bin/python -m pip install -q "ipywidgets==7.7.1" 2>&1 | grep -v "^WARNING: Location" || true
+	.venv-ipywidgets7/bin/python -c "import ipywidgets as W; assert W.__version__ == '7.7.1', W.__version__"
+	.venv-ipywidgets7/bin/python -m pytest tests/test_panels.py -q -p no:cacheprovider -W ignore::DeprecationWarning
+	@rm -rf .venv-ipywidgets7

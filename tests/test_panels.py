@@ -40,3 +40,37 @@ def test_hardware_button_and_presets():
     assert p.cfg.quantization.compute == "fp16-safe" and p.widgets["quantization.compute"].value == "fp16-safe"
     p.preset.value = "turbo-distillpatch"
     assert p.cfg.model.distill_patch and p.cfg.job.trigger_word == "zxq" and p.widgets["model.distill_patch"].value == p.cfg.model.distill_patch
+
+def test_uploads_in_every_form_and_incomplete_ones_named(tmp_path):
+    "ipywidgets 7 (Colab) and 8 deliver FileUpload values differently; a file Colab's widget drops (1 MB or more) is named, the rest kept."
+    import io
+    from PIL import Image
+    from zimage_nb.panels import DatasetPanel
+    b = io.BytesIO(); Image.new("RGB", (96, 64), "red").save(b, format="PNG"); png = b.getvalue()
+    cp = ConfigPanels(preset("tiny", job__output_dir=str(tmp_path), job__name="up", datasets__0__default_caption="a photo"))
+    dp = DatasetPanel(cp)
+    if int(W.__version__.split(".")[0]) >= 8:
+        value = ({"name": "a.png", "size": len(png), "content": memoryview(png)}, {"name": "phone.jpg", "size": 3_400_000, "content": memoryview(b"")})
+    else:
+        value = {"a.png": {"metadata": {"name": "a.png", "size": len(png)}, "content": png}, "phone.jpg": {"metadata": {"name": "phone.jpg", "size": 3_400_000}, "content": b""}}
+    rep = dp.take_upload(value)
+    assert [r.file for r in rep.usable] == ["a.png"]
+    assert "phone.jpg" in dp.report.value and "arrived incomplete" in dp.report.value and "issue 3452" in dp.report.value
+    assert dp.take_upload({"b.png": png}).usable    # google.colab.files.upload()'s form: {name: bytes}
+
+def test_tab_bar_keeps_the_page_across_rebuilds():
+    p = ConfigPanels(preset("tiny"))
+    p.tabs.bar.value = "Training"
+    assert p.tabs.page.children[0] is p.tabs.pages[PANELS.index("training")]
+    p.add_dataset.click()                       # the panels are rebuilt with a second dataset
+    assert p.tabs.bar.value == "Training" and "datasets.1.path" in p.widgets
+
+def test_on_colab_the_upload_button_gives_way_to_the_upload_cell(monkeypatch):
+    import sys, types
+    from zimage_nb.panels import DatasetPanel
+    dp = DatasetPanel(ConfigPanels(preset("tiny")))
+    def children(w): return [w] + [c for x in getattr(w, "children", ()) for c in children(x)]
+    assert dp.upload in children(dp.widget())
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    shown = children(dp.widget())
+    assert dp.upload not in shown and dp.upload_note in shown and "upload cell" in dp.upload_note.value

@@ -428,3 +428,35 @@ def test_tracker_gets_every_step_and_a_resumed_run_continues_it(setup, monkeypat
     assert [c[1] for c in wb.calls if c[0] == "log" and "train/loss" in c[2]] == list(range(1, 11))
     assert [c[1] for c in wb.calls if c[0] == "log" and "samples" in c[2]] == [5, 10]
     assert [c[0] for c in wb.calls].count("finish") == 2 and wb.calls[-1] == ("finish",)
+
+def test_one_training_at_a_time_in_a_run_folder(setup, tmp_path):
+    "The same job started twice (a train cell run again while its thread trains; the CLI beside a notebook) is refused with one message."
+    import threading
+    from zimage_nb.core import FolderLock
+    cfg = make_cfg(setup, "locked", training__steps=40, save__every=40)
+    stepping, done = threading.Event(), threading.Event()
+    def first():
+        try: T.train(cfg, work=work(setup), progress=False, callbacks=[lambda e: (stepping.set(), done.wait(30)) if e["event"] == "step" else None])
+        finally: stepping.set()
+    t = threading.Thread(target=first, name="first-run"); t.start(); stepping.wait(120)
+    with pytest.raises(ZImageError, match="already used by training locked") as e:       # a second thread of this kernel
+        T.train(cfg, work=work(setup), progress=False)
+    assert "(thread first-run)" in str(e.value) and "another job.name" in str(e.value)
+    done.set(); t.join()
+    yaml = save_config(cfg, tmp_path / "locked.yaml")
+    with FolderLock(T.run_folder(cfg), "training locked"):                               # another process: the CLI
+        r = subprocess.run(["zimage-nb", "train", str(yaml)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "already used by training locked" in r.stderr and f"process {os.getpid()}" in r.stderr, r.stderr[-500:]
+    log = [json.loads(l)["step"] for l in (T.run_folder(cfg) / "log.jsonl").read_text().splitlines()]
+    assert log == list(range(1, len(log) + 1))                                           # one run's steps, none twice
+
+def test_a_new_session_samples_the_lora_from_its_files(trained):
+    "After a several-GPU run or in a new session there is no run in memory: Sampler.from_config draws what the run drew, from the LoRA file and the cached prompts (no text encoder loaded)."
+    from zimage_nb.sample import Sampler
+    run = trained["run"]
+    prompt = T.trigger_prompts(run.cfg.sample.prompts, run.cfg.job.trigger_word)[0]
+    mine = np.asarray(Sampler.from_run(run).image(prompt, seed=3, steps=4, width=64, height=64, adapters=T.sampling_adapters(run)), dtype=float)
+    fresh = Sampler.from_config(run.cfg, trained["lora"], work=run.work, device="cpu", progress=False)
+    again = np.asarray(fresh.image(prompt, seed=3, steps=4, width=64, height=64), dtype=float)
+    assert fresh.encoder_loads == 0 and prompt in fresh.embeds
+    assert np.abs(mine - again).mean() < 2.0, np.abs(mine - again).mean()       # the LoRA file is bf16: close, not bit-identical

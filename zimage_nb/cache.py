@@ -16,7 +16,8 @@ from .data import DatasetReport, crop_to_bucket, long_captions
 
 # %% auto #0
 __all__ = ['ENCODERS', 'model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'mask_tensor', 'encode_latents',
-           'decode_latents', 'cache_latents', 'encode_prompts', 'text_keys', 'cache_text', 'build_caches']
+           'decode_latents', 'cache_latents', 'encode_prompts', 'text_keys', 'cache_text', 'encoder_ident',
+           'cached_embeddings', 'build_caches']
 
 # %% ../nbs/06_cache.ipynb
 def _sha(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -143,6 +144,20 @@ def cache_text(prompts:list[str], tokenizer, text_encoder, store:CacheStore, max
 # %% ../nbs/06_cache.ipynb
 ENCODERS = "encoders.json"   # beside the text cache: which text encoder (source, precision, device) made which fingerprint
 
+def encoder_ident(encoder_id:str, quant:str, dtype:torch.dtype, device:str)->str:
+    "A text encoder as far as its embeddings go: where it comes from, its weights' precision, the compute dtype and the kind of device."
+    return _sha("encoder", str(encoder_id), quant, str(dtype), str(device).split(":")[0])
+
+def cached_embeddings(work:str|Path, encoder_id:str, quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu",
+                      max_sequence_length:int=512)->dict:
+    "{prompt: embedding} that a run's text cache holds for this text encoder, read without loading (or downloading) it."
+    store = CacheStore(Path(work) / "cache" / "text")
+    known = json.loads((store.root / ENCODERS).read_text()) if (store.root / ENCODERS).exists() else {}
+    fp = known.get(encoder_ident(encoder_id, quant, dtype, device))
+    if fp is None: return {}
+    return {e["prompt"]: store.get(k)["embeds"] for k, e in store.entries.items()
+            if e.get("kind") == "text" and k == _sha("text", e["prompt"], max_sequence_length, fp) and store.valid(k)}
+
 def build_caches(reports:list[DatasetReport], # prepared datasets
                  model_folder:str|Path,      # diffusers folder (vae/, text_encoder/, tokenizer/)
                  work:str|Path,              # caches go to work/cache/{latents,text}
@@ -165,7 +180,7 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
     long = [x for rep in reports for x in long_captions(rep, tok, max_sequence_length)]
     for f, n in long: warnings.warn(f"caption of {f} has {n} tokens; the text encoder keeps {max_sequence_length}: shorten it")
     prompts = [r.caption for rep in reports for r in rep.usable] + list(sample_prompts)
-    store, ident = CacheStore(work / "cache" / "text"), _sha("encoder", encoder_id or str(folder), text_encoder_quant, str(dtype), str(device).split(":")[0])
+    store, ident = CacheStore(work / "cache" / "text"), encoder_ident(encoder_id or str(folder), text_encoder_quant, dtype, device)
     known = json.loads((store.root / ENCODERS).read_text()) if (store.root / ENCODERS).exists() else {}
     index = text_keys(prompts, max_sequence_length, known[ident]) if ident in known else None
     if index and all(store.valid(k) for k in index.values()):     # every prompt cached by this encoder: it is not loaded (nor downloaded)

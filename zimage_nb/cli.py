@@ -161,13 +161,12 @@ def _caption(a):
 
 def _sample(a):
     import torch
-    from zimage_nb.models import load_pipeline, compute_dtype, default_device
+    from zimage_nb.models import load_run_pipeline, compute_dtype, default_device
     from zimage_nb.sample import Sampler, render_grid, combine, prompt_rows, setting_columns, weight_sweep
     from zimage_nb.train import trigger_prompts
     cfg = load_config(a.config)
     dev = default_device()
-    pipe = load_pipeline(cfg.model.name_or_path, cfg.quantization.transformer, cfg.quantization.text_encoder, compute_dtype(cfg.quantization.compute, dev), dev,
-                         cfg.model.transformer_file or None, progress=False)
+    pipe = load_run_pipeline(cfg, compute_dtype(cfg.quantization.compute, dev), dev, progress=True)   # each part from its source; the kept NF4 transformer if any
     s = Sampler(pipe, max_sequence_length=cfg.advanced.max_sequence_length)
     cols = setting_columns(*a.setting)
     if a.lora:

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'CAPTION_LIMIT', 'ENTRY_LIMIT', 'UNPACK_REPORT', 'CAPTION_COLUMNS', 'LARGE_PIXELS', 'DECODE_LIMIT',
-           'is_junk', 'unpack_zip', 'unpack_report', 'unpack_upload', 'export_hf_dataset', 'source_folder',
-           'read_caption', 'make_caption', 'check_sources', 'bucket_sizes', 'pick_bucket', 'crop_to_bucket', 'Skip',
-           'clean_image', 'FileReport', 'DatasetReport', 'prepared_name', 'prepare_dataset', 'preview_grid',
-           'caption_tokens', 'long_captions', 'prepare_datasets']
+           'is_junk', 'unpack_zip', 'unpack_report', 'uploaded_files', 'unpack_upload', 'export_hf_dataset',
+           'source_folder', 'read_caption', 'make_caption', 'check_sources', 'bucket_sizes', 'pick_bucket',
+           'crop_to_bucket', 'Skip', 'clean_image', 'FileReport', 'DatasetReport', 'prepared_name', 'prepare_dataset',
+           'preview_grid', 'caption_tokens', 'long_captions', 'prepare_datasets']
 
 # %% ../nbs/05_data.ipynb
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
@@ -102,10 +102,27 @@ def unpack_report(folder:Path)->tuple[list, dict]:
     return skipped, notes
 
 # %% ../nbs/05_data.ipynb
-def unpack_upload(value,              # ipywidgets FileUpload .value: dicts with 'name' and 'content'
+def uploaded_files(value)->list[tuple[str, bytes, int|None]]:
+    "(name, content, size the browser declared or None) of every upload, from any of the forms uploads come in."
+    out = []
+    if isinstance(value, dict):                       # ipywidgets 7: {name: {"metadata": {...}, "content": b}}; google.colab.files.upload(): {name: b}
+        for n, v in value.items():
+            if isinstance(v, dict): out.append((v.get("metadata", {}).get("name", n), bytes(v.get("content") or b""), v.get("metadata", {}).get("size")))
+            else: out.append((n, bytes(v), None))
+    else:                                             # ipywidgets 8: ({"name", "size", "content": memoryview, ...}, ...)
+        out = [(f["name"], bytes(f.get("content") or b""), f.get("size")) for f in value]
+    return out
+
+def unpack_upload(value,              # FileUpload .value (ipywidgets 7 or 8) or google.colab.files.upload()'s {name: bytes}
                   dest_root:Path)->Path:
-    "Write uploaded files (zips unpacked) into one folder under `dest_root`."
-    files = [(f["name"], bytes(f["content"])) for f in (value.values() if isinstance(value, dict) else value)]
+    "Write uploaded files (zips unpacked) into one folder under `dest_root`; a file that arrived short or empty is left out and named in the report."
+    files, skipped = [], []
+    for n, c, size in uploaded_files(value):
+        if not c or (size is not None and len(c) != size):
+            skipped.append((Path(n).name, f"arrived incomplete ({human_bytes(len(c))} of {human_bytes(size) if size else 'an unknown size'}): Colab's upload widget drops "
+                                          "files of 1 MB or more (jupyter-widgets/ipywidgets issue 3452); upload with the notebook's upload cell, or put the images in a Drive folder"))
+        else: files.append((n, c))
+    if not files: raise ZImageError(f"no upload arrived whole ({'; '.join(f'{n}: {why}' for n, why in skipped[:2])})", "use the notebook's upload cell (google.colab.files.upload) or a Drive folder path")
     h = hashlib.sha1(b"".join(n.encode() + c for n, c in files)).hexdigest()[:8]
     dest = Path(dest_root) / f"upload-{h}"
     if dest.exists(): return dest
@@ -115,6 +132,7 @@ def unpack_upload(value,              # ipywidgets FileUpload .value: dicts with
         if n.lower().endswith(".zip"): shutil.copytree(unpack_zip(c, tmp / ".zips", Path(n).stem), tmp / Path(n).stem)
         elif not is_junk(n): (tmp / Path(n).name).write_bytes(c)
     shutil.rmtree(tmp / ".zips", ignore_errors=True)
+    if skipped: (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes={})))
     return _into_place(tmp, dest)
 
 # %% ../nbs/05_data.ipynb

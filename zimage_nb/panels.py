@@ -4,20 +4,25 @@
 
 # %% ../nbs/11_panels.ipynb
 from __future__ import annotations
-import copy, html, warnings
+import copy, html, sys, warnings
 import ipywidgets as W
+IPYWIDGETS_8 = int(W.__version__.split(".")[0]) >= 8     # Colab runs ipywidgets 7.7; both are supported
+_TIP = "tooltip" if IPYWIDGETS_8 else "description_tooltip"
+
+def in_colab()->bool: return "google.colab" in sys.modules
 from .core import ZImageError
 from .config import (ZConfig, DatasetConfig, PANELS, PRESETS, ConfigError, config_schema, preset, set_path, validate_config)
 
 # %% auto #0
-__all__ = ['field_widget', 'shown_value', 'parse_value', 'ConfigPanels', 'loss_plot_png', 'RunPanel', 'DatasetPanel']
+__all__ = ['IPYWIDGETS_8', 'in_colab', 'field_widget', 'shown_value', 'parse_value', 'TabBar', 'ConfigPanels', 'loss_plot_png',
+           'RunPanel', 'DatasetPanel']
 
 # %% ../nbs/11_panels.ipynb
 def _numbers(default)->bool: return bool(default) and all(isinstance(x, (int, float)) for x in default)
 
 def field_widget(row:dict, value)->W.Widget:
     "The input widget for one config field (schema row), showing `value`."
-    kw = dict(tooltip=row["help"], layout=W.Layout(width="320px"))
+    kw = {_TIP: row["help"], "layout": W.Layout(width="320px")}
     if row["choices"]: return W.Dropdown(options=list(row["choices"]), value=value, **kw)
     if row["type"] == "bool": return W.Checkbox(value=bool(value), indent=False, **kw)
     if row["type"] == "int": return W.IntText(value=value, **kw)
@@ -41,6 +46,28 @@ def parse_value(row:dict, shown, path:str=None):
         raise ZImageError(f"{path or row['path']}: '{shown}' is not a list of whole numbers", "type them separated by commas, e.g. 512, 768, 1024") from None
 
 # %% ../nbs/11_panels.ipynb
+class TabBar(W.VBox):
+    "Pages under a row of buttons, one per title: `W.Tab` is reported broken in Colab under ipywidgets 8 (googlecolab/colabtools issues 3105 and 3020); buttons work in every front end."
+    def __init__(self):
+        self.bar, self.page, self.pages, self.titles = W.ToggleButtons(options=[]), W.Box(), [], []
+        super().__init__([self.bar, self.page])
+        self.bar.observe(lambda ch: self.select(ch["new"]), "value")
+
+    def set_pages(self, pages:list, titles:list):
+        "Show these pages; the selected title stays selected if it is still there."
+        keep = self.bar.value
+        self.pages, self.titles = list(pages), list(titles)
+        self.bar.options = self.titles
+        self.select(keep if keep in self.titles else (self.titles[0] if self.titles else None))
+
+    def select(self, title:str):
+        "Show the page of `title`."
+        if title is None: self.page.children = (); return
+        if self.bar.value != title: self.bar.value = title
+        self.page.children = (self.pages[self.titles.index(title)],)
+
+    def get_title(self, i:int)->str: return self.titles[i]
+
 class ConfigPanels:
     "ipywidgets panels bound both ways to a `ZConfig`."
     def __init__(self, cfg:ZConfig=None, hardware=None): # hardware: a HardwareProfile for the suggestions (default: detected)
@@ -54,7 +81,7 @@ class ConfigPanels:
         self.suggest.on_click(lambda _: self.apply_hardware())
         self.add_dataset = W.Button(description="add dataset", tooltip="add a dataset, e.g. a regularisation set")
         self.add_dataset.on_click(lambda _: self._add_dataset())
-        self.tabs = W.Tab()
+        self.tabs = TabBar()
         self._build(); self.check()
 
     def _field(self, path:str, row:dict, value)->W.Widget:
@@ -77,8 +104,7 @@ class ConfigPanels:
             else:
                 obj = getattr(self.cfg, panel)
                 boxes.append(W.VBox([self._field(p, r, getattr(obj, r["name"])) for p, r in self.rows.items() if r["panel"] == panel]))
-        self.tabs.children = boxes
-        for i, p in enumerate(PANELS): self.tabs.set_title(i, p.capitalize())
+        self.tabs.set_pages(boxes, [p.capitalize() for p in PANELS])
 
     def _row(self, path:str)->dict: return self.rows[path if not path.startswith("datasets.") else "datasets." + path.split(".")[-1]]
 
@@ -112,14 +138,16 @@ class ConfigPanels:
         self.cfg = preset(name); self.cfg.job, self.cfg.datasets = keep
         self.refresh()
 
-    def apply_hardware(self):
-        "Apply the hardware suggestions (detected GPU unless one was given)."
+    def apply_hardware(self, platform:str=None): # a SESSION_LIMITS key (default: where this runs)
+        "Apply the hardware suggestions (detected GPU unless one was given); on Colab and Kaggle also what makes the run fit one session."
         from zimage_nb.hardware import detect_hardware
-        from zimage_nb.planner import suggest_settings
+        from zimage_nb.planner import suggest_settings, fit_session, session_platform
         hw = self.hardware or detect_hardware()
         for s in suggest_settings(hw, self.cfg): set_path(self.cfg, s.path, s.value)
+        fit = fit_session(self.cfg, hw, platform or session_platform()) if hw.device == "cuda" else []
+        for s in fit: set_path(self.cfg, s.path, s.value)
         self.refresh()
-        self.messages.value += f"<div>applied the suggestions for {html.escape(str(hw))}</div>"
+        self.messages.value += f"<div>applied the suggestions for {html.escape(str(hw))}</div>" + "".join(f"<div>{html.escape(s.path)} = {html.escape(repr(s.value))}: {html.escape(s.why)}</div>" for s in fit)
 
     def _add_dataset(self):
         self.cfg.datasets.append(DatasetConfig(is_regularization=True)); self._build(); self.refresh()
@@ -209,10 +237,14 @@ class RunPanel:
         elif e["event"] == "sample" and e.get("path"): self.sample.value = open(e["path"], "rb").read()
         elif e["event"] == "checkpoint": self.status.value += f" · checkpoint {e['path'].rsplit('/', 1)[-1]}"
 
-    def _run(self):
+    def _run(self, progress:bool=False):
         from zimage_nb.train import train
+        cfg = copy.deepcopy(self.panels.cfg)
         try:
-            self.result = train(copy.deepcopy(self.panels.cfg), work=self.work, callbacks=[self._event], stop=self._stop, progress=False)
+            if cfg.advanced.num_processes > 1:          # several GPUs: workers started by torchrun; their output goes to the cell
+                from zimage_nb.launch import launch_training
+                self.result = launch_training(cfg, work=self.work, progress=progress)
+            else: self.result = train(cfg, work=self.work, callbacks=[self._event], stop=self._stop, progress=progress)
             done = self.result["lora"]
             self.status.value = f"<b>done</b>: {html.escape(str(done))}" if done else f"<b>stopped</b> at step {self.result['steps']}: checkpoint saved; Start resumes"
         except Exception as e:   # shown in the panel; the panels stay usable
@@ -221,15 +253,33 @@ class RunPanel:
         finally:
             self.start_button.disabled, self.stop_button.disabled = False, True
 
-    def start(self, wait:bool=False): # wait: block until done (tests, scripts)
-        "Validate, then train in a background thread."
-        if self.panels.check(): self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"; return
+    def start(self, wait:bool=False): # keep the cell running until training ends (the quickstarts' way; scripts, tests)
+        """Validate, then train in a background thread (the Start button). With `wait=True` the cell stays busy until the run
+        ends, showing downloads and progress bars; interrupting the cell stops after the current step (a checkpoint is saved),
+        and an error stops the cell, so "Run all" does not go on without a LoRA."""
+        if problems := self.panels.check():
+            self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"
+            if wait: raise ConfigError(problems)
+            return
         self._stop.clear(); self.losses, self.val, self.result, self.error = [], [], None, None
         self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "preparing datasets and caches, loading the model..."
-        self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
-        if wait: self.thread.join()
+        self.thread = threading.Thread(target=self._run, args=(wait,), daemon=True); self.thread.start()
+        if not wait: return
+        while self.thread.is_alive():
+            try: self.thread.join(0.5)
+            except KeyboardInterrupt:
+                print("stopping after the current step (a checkpoint is saved)...", flush=True); self.stop()
+        if self.error: raise self.error
+
+    def require_result(self)->dict:
+        "The finished run's result; else an error that says why there is none (a later cell must not silently do nothing)."
+        if self.thread is not None and self.thread.is_alive():
+            raise ZImageError("training is still running in the background", "wait until the panel says done (or train with run.start(wait=True)), then run this cell again")
+        if self.error is not None: raise ZImageError(f"training stopped with an error: {self.error}", "fix what it names and run the train cell again: training resumes from the last checkpoint")
+        if not self.result: raise ZImageError("no training has finished in this session (run.result is None)", "run the train cell first (run.start(wait=True)); it resumes from the last checkpoint")
+        return self.result
 
     def stop(self):
         "Stop after the current step (a checkpoint is saved)."
@@ -251,6 +301,9 @@ class DatasetPanel:
         self.work = Path(work) if work else Path(panels.cfg.job.output_dir) / panels.cfg.job.name / "work"
         self.upload = W.FileUpload(accept="image/*,.txt,.zip", multiple=True, description="upload")
         self.upload.observe(lambda ch: self.take_upload(ch["new"]), "value")
+        # Colab's FileUpload delivers files of 1 MB or more empty (jupyter-widgets/ipywidgets issue 3452): there, the notebook's
+        # upload cell (google.colab.files.upload(), then take_upload) or a Drive folder path replaces the button
+        self.upload_note = W.HTML("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>")
         self.check_button = W.Button(description="check dataset", icon="check"); self.check_button.on_click(lambda _: self.check())
         self.report, self.preview = W.HTML(), W.Image(format="png")
         self.image_pick, self.caption = W.Dropdown(description="image"), W.Textarea(layout=W.Layout(width="420px", height="60px"))
@@ -264,13 +317,18 @@ class DatasetPanel:
     @property
     def dataset(self): return self.panels.cfg.datasets[self.i]
 
-    def take_upload(self, value):
-        "Unpack an upload and point the dataset at it."
+    def take_upload(self, value): # FileUpload .value (ipywidgets 7 or 8), or google.colab.files.upload()'s {name: bytes}
+        "Unpack an upload and point the dataset at it; files that arrived incomplete are named in the report."
         from zimage_nb.data import unpack_upload
         if not value: return
-        folder = unpack_upload(value, self.work / "uploads")
+        from zimage_nb.data import unpack_report
+        try: folder = unpack_upload(value, self.work / "uploads")
+        except ZImageError as e: self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
         self.panels.set(f"datasets.{self.i}.path", str(folder))
-        return self.check()
+        rep = self.check()
+        short = [f"<div style='color:#d33'>&#10007; {html.escape(n)}: {html.escape(why)}</div>" for n, why in unpack_report(folder)[0] if why.startswith("arrived incomplete")]
+        self.report.value += "".join(short)
+        return rep
 
     def check(self):
         "Run the validation (prepared copies go to the work folder) and show the report and a preview."
@@ -316,7 +374,7 @@ class DatasetPanel:
         return p
 
     def widget(self)->W.Widget:
-        return W.VBox([W.HBox([self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
+        return W.VBox([W.HBox([self.upload_note if in_colab() else self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
                        W.HBox([self.style, self.auto])])
 
     def _ipython_display_(self):

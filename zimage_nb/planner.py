@@ -15,10 +15,11 @@ from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'GUESS', 'PEAK_TFLOPS', 'CALIBRATION',
-           'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'SETUP_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration',
-           'peak_tflops', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies',
-           'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'no_bf16_compute',
-           'suggest_settings', 'session_platform', 'TimeBudget', 'time_budget', 'row_config', 'calibrate_cuda']
+           'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes',
+           'load_calibration', 'peak_tflops', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
+           'offload_copies', 'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions',
+           'no_bf16_compute', 'suggest_settings', 'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget',
+           'fit_session', 'row_config', 'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -279,6 +280,9 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
     if vram < 12: out += [S("datasets.0.resolutions", [512], f"{vram:.0f} GiB VRAM: 512 only")]
     elif vram < 20: out += [S("datasets.0.resolutions", [512, 768], f"{vram:.0f} GiB VRAM: 512-768 buckets")]
     if vram < 20: out.append(S("advanced.vae_tiling", True, "decode large samples in tiles"))
+    side = 512 if vram < 12 else 768 if vram < 20 else None
+    if side and cfg.sample.width * cfg.sample.height > side * side:
+        out += [S("sample.width", side, f"{vram:.0f} GiB VRAM: samples at {side}² (1024² costs the most memory at the sampling steps of a long run)"), S("sample.height", side, "")]
     if hw.host_ram_gb < 16: out.append(S("advanced.num_workers", 0, f"{hw.host_ram_gb:.1f} GiB host RAM: no extra loader processes"))
     fitted = apply_suggestions(cfg, out)
     off = estimate_training(fitted, hw)
@@ -299,43 +303,77 @@ def session_platform()->str:
     if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ: return "colab-free"
     return "local"
 
+DOWNLOAD_BPS = 32e6   # bytes/s: a Colab T4 user downloaded Z-Image-Turbo's 32.6 GB in 39 min (Aaryan-Kapoor/z-image-turbo issue 8)
+LOAD_S = 300.0        # loading and quantizing the transformer, encoding a small dataset, samples: an allowance until a run measures it
+
+def setup_seconds(cfg:ZConfig)->dict:
+    "The set-up before the first step: measured by the last session of this job (<run>/setup.json, per phase), else estimated: the download plan at DOWNLOAD_BPS plus LOAD_S."
+    from pathlib import Path
+    from zimage_nb.sources import download_plan, plan_bytes
+    f = Path(cfg.job.output_dir).expanduser() / cfg.job.name / "setup.json"
+    if f.exists():
+        try:
+            s = json.loads(f.read_text())["seconds"]
+            return dict(total=float(sum(s.values())), parts=s, source=f"measured in this job's last session ({f.name})")
+        except (ValueError, KeyError): pass
+    if cfg.model.name_or_path == "tiny": return dict(total=60.0, parts={}, source="estimated (tiny model, nothing to download)")
+    b = plan_bytes(download_plan(cfg))
+    return dict(total=b / DOWNLOAD_BPS + LOAD_S, parts=dict(download=b / DOWNLOAD_BPS, load_and_cache=LOAD_S),
+                source=f"estimated: {b / 1e9:.1f} GB to download at {DOWNLOAD_BPS / 1e6:.0f} MB/s, plus {LOAD_S / 60:.0f} min to load and cache")
+
 @dataclass
 class TimeBudget:
     "The run's total GPU time against a platform's session limit."
     total_s: float; platform: str; sessions: int; fits: bool; suggestions: list
+    setup: dict = None   # `setup_seconds`: the set-up part of total_s and where it comes from
 
     def __str__(self):
         lim = SESSION_LIMITS[self.platform]
         head = f"time: ~{self.total_s / 3600:.1f} h for the whole run on {lim['label']}"
+        if self.setup: head += f" (set-up ~{self.setup['total'] / 60:.0f} min, {self.setup['source']})"
         if lim["hours"] is None: return head
         if self.fits: return f"{head}: fits one session"
         week = f"; {lim['week_hours']:.0f} h a week allows {int(lim['week_hours'] * 3600 // self.total_s)} such runs" if lim.get("week_hours") and self.total_s <= lim["week_hours"] * 3600 else ""
         return f"{head}: needs {self.sessions} sessions (it resumes from the last checkpoint each time){week}. To fit one: " + "; or ".join(self.suggestions)
 
-SETUP_S = 600.0   # loading the model, caching latents and text, samples: an allowance, not a measurement
-
 def time_budget(cfg:ZConfig, est, # the config and its `estimate_training`
                 platform:str=None,  # a SESSION_LIMITS key (default: `session_platform()`)
                 margin:float=0.9)->TimeBudget: # the share of a session planned for training
-    "Total time of the run and the number of sessions it needs; settings that fit one session when it needs more."
+    "Total time of the run (set-up included) and the number of sessions it needs; settings that fit one session when it needs more."
     platform = platform or session_platform()
-    total = cfg.training.steps * est.seconds_per_step + SETUP_S
+    setup = setup_seconds(cfg); setup_s = setup["total"]
+    total = cfg.training.steps * est.seconds_per_step + setup_s
     hours = SESSION_LIMITS[platform]["hours"]
     if hours is None: return TimeBudget(total, platform, 1, True, [])
     usable = hours * 3600 * margin
     sessions = max(1, math.ceil(total / usable))
     tips = []
     if sessions > 1:
-        steps = int((usable - SETUP_S) / est.seconds_per_step) // 50 * 50
+        steps = int((usable - setup_s) / est.seconds_per_step) // 50 * 50
         if steps >= 500: tips.append(f"training.steps = {steps}")
         res = sorted({r for d in cfg.datasets for r in d.resolutions})
         if len(res) > 1:
             smaller = copy.deepcopy(cfg)
             for d in smaller.datasets: d.resolutions = [r for r in d.resolutions if r < res[-1]] or d.resolutions
             e2 = estimate_training(smaller, est.gpu)
-            if cfg.training.steps * e2.seconds_per_step + SETUP_S <= usable: tips.append(f"drop the {res[-1]} resolution (~{e2.seconds_per_step:.1f} s/step)")
+            if cfg.training.steps * e2.seconds_per_step + setup_s <= usable: tips.append(f"drop the {res[-1]} resolution (~{e2.seconds_per_step:.1f} s/step)")
         if not tips: tips.append(f"training.steps = {max(50, steps)} (the shortest that fits; or train over {sessions} sessions)")
-    return TimeBudget(total, platform, sessions, sessions == 1, tips)
+    return TimeBudget(total, platform, sessions, sessions == 1, tips, setup)
+
+# %% ../nbs/02b_planner.ipynb
+def fit_session(cfg:ZConfig, gpu:HardwareProfile, platform:str=None)->list[Suggestion]:
+    "Changes that make the run fit one session of `platform` when it does not: the top resolution dropped if that is enough, else fewer steps; [] when it fits."
+    budget = time_budget(cfg, estimate_training(cfg, gpu), platform)
+    if budget.fits: return []
+    res = sorted({r for d in cfg.datasets for r in d.resolutions})
+    if len(res) > 1:
+        drop = [Suggestion(f"datasets.{i}.resolutions", [r for r in d.resolutions if r < res[-1]] or d.resolutions, f"without {res[-1]}² the run fits one {budget.platform} session")
+                for i, d in enumerate(cfg.datasets)]
+        smaller = apply_suggestions(cfg, drop)
+        if time_budget(smaller, estimate_training(smaller, gpu), platform).fits: return drop
+    usable = SESSION_LIMITS[budget.platform]["hours"] * 3600 * 0.9 - budget.setup["total"]
+    steps = max(50, int(usable / estimate_training(cfg, gpu).seconds_per_step) // 50 * 50)
+    return [Suggestion("training.steps", steps, f"{steps} steps fit one {budget.platform} session (set-up included); more need another session, resumed from the last checkpoint")]
 
 # %% ../nbs/02b_planner.ipynb
 def row_config(r:dict)->ZConfig:

@@ -49,8 +49,9 @@ class Sampler:
                  model_folder:str|Path=None,        # where to load the text encoder from for new prompts
                  embeds:dict=None,                  # {prompt: embedding} already computed (training caches)
                  text_encoder_quant:str="nf4", max_sequence_length:int=512,
-                 dtype:torch.dtype=None):           # of the embeddings fed to the transformer (default: the VAE's)
-        self.pipe, self.tr, self.folder = pipe, pipe.transformer, Path(model_folder) if model_folder else None
+                 dtype:torch.dtype=None,            # of the embeddings fed to the transformer (default: the VAE's)
+                 fetch=None):                       # fetch(("text_encoder",)) -> a folder holding it, when model_folder lacks it
+        self.pipe, self.tr, self.folder, self.fetch = pipe, pipe.transformer, Path(model_folder) if model_folder else None, fetch
         self.embeds, self.te_quant, self.max_len = dict(embeds or {}), text_encoder_quant, max_sequence_length
         self.loras, self.encoder_loads, self.dtype = {}, 0, dtype or pipe.vae.dtype
         pipe.set_progress_bar_config(disable=True)
@@ -69,8 +70,32 @@ class Sampler:
         vae = AutoencoderKL.from_pretrained(run.model_folder / "vae", torch_dtype=vdt).to(run.device).eval().requires_grad_(False)
         pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(run.model_folder / "scheduler"), vae=vae,
                               text_encoder=None, tokenizer=None, transformer=run.transformer)
+        from zimage_nb.models import components_folder
         return cls(pipe, run.model_folder, {p: run.texts[k] for p, k in (run.text_index or {}).items()},
-                   run.cfg.quantization.text_encoder, run.cfg.advanced.max_sequence_length, run.dtype)
+                   run.cfg.quantization.text_encoder, run.cfg.advanced.max_sequence_length, run.dtype,
+                   fetch=lambda parts: components_folder(run.cfg, parts, progress=True))
+
+    @classmethod
+    def from_config(cls, cfg, # a ZConfig (e.g. the one a finished run used)
+                    lora:str|Path=None, # a LoRA file to add as the trained adapter (TRAINED), switched on
+                    work:str|Path=None, # the run's work folder, whose cached prompts are used (default <output_dir>/<name>/work)
+                    device:str=None, progress:bool=True):
+        "A sampler for a config without its run in memory (after a several-GPU run, in a new session): the transformer (the kept NF4 copy if any), VAE and scheduler; prompts its runs cached are not encoded again, others load the text encoder once."
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
+        from zimage_nb.cache import cached_embeddings
+        from zimage_nb.models import components_folder, load_run_transformer, compute_dtype, default_device, encoder_dtype
+        from zimage_nb.sources import components_location
+        device = device or default_device(); dtype = compute_dtype(cfg.quantization.compute, device)
+        folder = components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
+        tr = load_run_transformer(cfg, dtype, device, progress=progress)
+        vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=encoder_dtype(dtype)).to(device).eval().requires_grad_(False)
+        pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae, text_encoder=None, tokenizer=None, transformer=tr)
+        work = Path(work) if work else Path(cfg.job.output_dir).expanduser() / cfg.job.name / "work"
+        embeds = cached_embeddings(work, str(components_location(cfg)), cfg.quantization.text_encoder, encoder_dtype(dtype), device, cfg.advanced.max_sequence_length)
+        s = cls(pipe, folder, embeds, cfg.quantization.text_encoder, cfg.advanced.max_sequence_length, dtype, fetch=lambda parts: components_folder(cfg, parts, progress=progress))
+        if cfg.model.distill_patch: s.add_lora(lora_file(cfg.model.distill_patch, "model.distill_patch"), DISTILL_PATCH, "model.distill_patch")
+        if lora: s.add_lora(lora, TRAINED); use_adapters(s.tr, {TRAINED: 1.0, **({DISTILL_PATCH: cfg.model.distill_patch_weight} if cfg.model.distill_patch else {})})
+        return s
 
     def add_lora(self, path:str|Path, name:str, field:str="lora")->str:
         "Load a LoRA file (any layout diffusers reads) as adapter `name`; it starts switched off."
@@ -91,8 +116,9 @@ def _encode(self:Sampler, prompts:list[str])->list[torch.Tensor]:
         else:
             if self.folder is None: raise ZImageError(f"no embedding for prompt {new[0]!r} and no text encoder", "create the Sampler with model_folder=..., or use prompts that were cached")
             from transformers import AutoTokenizer
-            from zimage_nb.models import load_text_encoder
-            te = load_text_encoder(self.folder, self.te_quant, self.dtype, str(self.device), progress=False)
+            from zimage_nb.models import load_text_encoder, encoder_dtype
+            if not (self.folder / "text_encoder").is_dir() and self.fetch: self.folder = Path(self.fetch(("text_encoder",)))
+            te = load_text_encoder(self.folder, self.te_quant, encoder_dtype(self.dtype), str(self.device), progress=False)
             embs = encode_prompts(AutoTokenizer.from_pretrained(self.folder / "tokenizer"), te, new, self.max_len)
             del te; gc.collect(); release_freed_memory(); self.encoder_loads += 1
             if torch.cuda.is_available(): torch.cuda.empty_cache()

@@ -264,7 +264,7 @@ def training_adapters(run:Run)->dict:
 
 def sampling_adapters(run:Run)->dict:
     "Adapters in effect for samples and export checks: the LoRA (+ DistillPatch), never the training adapter."
-    return {TRAINED: 1.0, **({DISTILL_PATCH: 1.0} if run.distill_patch else {})}
+    return {TRAINED: 1.0, **({DISTILL_PATCH: run.cfg.model.distill_patch_weight} if run.distill_patch else {})}
 
 # %% ../nbs/08_train.ipynb
 MAX_NAN_STEPS = 5
