@@ -104,3 +104,14 @@ def test_training_captions_images_first_when_asked(tmp_path):
     res = T.train(cfg, progress=False)
     assert res["steps"] == 2 and len(list(photos.glob("*.txt"))) == 3
     assert all(it.file for it in res["run"].items) and {t for t in res["run"].text_index if t.startswith("zxq")}   # the new captions, trigger filled in
+
+def test_degenerate_output_is_not_written(tmp_path, cap, monkeypatch):
+    "What a Qwen captioner writes when fp16 overflows (transformers PR 33312: only '!') never becomes a caption; the other images are captioned."
+    import zimage_nb.caption as C
+    photos(tmp_path, n=3)
+    real = C.describe
+    monkeypatch.setattr(C, "describe", lambda c, images, *a: ["!!!!!!!!!!!!!!!!"] + real(c, images, *a)[1:])
+    rep = caption_images(tmp_path, model=cap, batch_size=3, progress=False)
+    bad = [r for r in rep.rows if r.status == "skipped"]
+    assert len(bad) == 1 and "one repeated character" in bad[0].detail and not (tmp_path / bad[0].file).with_suffix(".txt").exists()
+    assert sum(r.status == "captioned" for r in rep.rows) == 2

@@ -14,8 +14,8 @@ from .data import IMAGE_EXTS, UNPACK_REPORT, Skip, clean_image, is_junk, read_ca
 
 # %% auto #0
 __all__ = ['CAPTION_MODELS', 'STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FILE', 'style_prompt',
-           'finish_caption', 'Captioner', 'captioner_folder', 'load_captioner', 'tiny_captioner_folder', 'describe',
-           'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
+           'degenerate', 'finish_caption', 'Captioner', 'captioner_folder', 'load_captioner', 'tiny_captioner_folder',
+           'describe', 'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
 
 # %% ../nbs/05b_caption.ipynb
 CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct",
@@ -39,6 +39,16 @@ def style_prompt(style:str)->tuple[str, int]:
 
 _PREAMBLE = re.compile(r"^(sure[,!.]?\s*)?((here is|here's) (a|the) (short |detailed )?(caption|description)[^:]*:\s*|(caption|description)\s*:\s*)", re.I)
 _SUBJECT = re.compile(r"\b[Tt]he subject\b")
+
+def degenerate(text:str)->str:
+    "Why a captioner's output is not a caption ('' if it is one): empty, one repeated character, or one repeated word (what Qwen models write when fp16 overflows: transformers PR 33312 saw only '!')."
+    text, _ = clean_text(text)
+    chars = [c for c in text if not c.isspace()]
+    if not chars: return "empty"
+    if len(set(chars)) == 1 or (len(chars) >= 8 and max(chars.count(c) for c in set(chars)) > 0.8 * len(chars)): return f"one repeated character ({text[:20]!r})"
+    words = re.findall(r"\w+|[^\w\s]", text.lower())
+    if len(words) >= 3 and len(set(words)) == 1: return f"one repeated word ({text[:30]!r})"
+    return ""
 
 def finish_caption(text:str,          # what the model wrote
                    style:str,         # the style it was asked for
@@ -255,6 +265,8 @@ def caption_images(folder:str|Path,           # a folder of images (sidecar .txt
                 except (Skip, OSError) as e: rep.rows.append(CaptionRow(rel, "skipped", "", str(e)))
             texts = describe(cap, images, instruction, max_new) if images else []
             for (rel, p), raw in zip(batch, texts):
+                if why := degenerate(raw):                # not written: an fp16 overflow, or a broken model, must not become training captions
+                    rep.rows.append(CaptionRow(rel, "skipped", "", f"the captioner wrote no caption ({why}): not written; on a card without bf16 caption in fp32 (the default there)")); continue
                 text, cut = _fit_tokens(finish_caption(raw, style, trigger), cap.processor.tokenizer, max_sequence_length)
                 atomic_write_text(p.with_suffix(".txt"), text + "\n")
                 rep.rows.append(CaptionRow(rel, "captioned", text, f"cut to {max_sequence_length} tokens (the text encoder's limit)" if cut else ""))

@@ -166,7 +166,7 @@ def _sample(a):
     from zimage_nb.train import trigger_prompts
     cfg = load_config(a.config)
     dev = default_device()
-    pipe = load_run_pipeline(cfg, compute_dtype(cfg.quantization.compute, dev), dev, progress=True)   # each part from its source; the kept NF4 transformer if any
+    pipe = load_run_pipeline(cfg, compute_dtype(cfg.quantization.compute, dev, cfg.model.variant), dev, progress=True)   # each part from its source; the kept NF4 transformer if any
     s = Sampler(pipe, max_sequence_length=cfg.advanced.max_sequence_length)
     cols = setting_columns(*a.setting)
     if a.lora:

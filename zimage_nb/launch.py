@@ -31,7 +31,7 @@ def prepare_shared(cfg:ZConfig, work:str|Path=None, progress:bool=True)->Path:
     if bad := check_sources(cfg): raise ConfigError(bad)
     device = "cuda:0" if gpu_count() else "cpu"
     out = run_folder(cfg)
-    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device))
+    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device, cfg.model.variant))
     run.model_folder = _model_folder(cfg, progress)
     prepare_run_data(run, progress)
     folder = run.model_folder

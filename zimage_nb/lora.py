@@ -15,8 +15,9 @@ from .core import ZImageError, atomic_path
 
 # %% auto #0
 __all__ = ['MODULE_SETS', 'TRAINED', 'TRAINING_ADAPTER', 'DISTILL_PATCH', 'ADAPTER_FILES', 'target_regex', 'adapter_config',
-           'trainable_parameters', 'add_trainable_lora', 'lora_file', 'add_frozen_lora', 'adapter_names',
-           'active_adapters', 'use_adapters', 'adapters_off', 'trained_state', 'export_lora', 'lora_metadata']
+           'trainable_parameters', 'add_trainable_lora', 'lora_file', 'normalize_lora_keys', 'read_lora',
+           'add_frozen_lora', 'adapter_names', 'active_adapters', 'use_adapters', 'adapters_off', 'trained_state',
+           'export_lora', 'lora_metadata']
 
 # %% ../nbs/07_lora.ipynb
 MODULE_SETS = {"default": r"attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)",
@@ -92,16 +93,45 @@ def lora_file(spec:str,                          # "v1", "v2", a local .safetens
         raise
 
 # %% ../nbs/07_lora.ipynb
-def add_frozen_lora(transformer, path:str|Path, # a LoRA file in any layout diffusers' Z-Image loader reads
+_FUSED_QKV = re.compile(r"^(?P<m>.*attention)(?P<sep>[._])qkv\.(?P<w>lora_down|lora_up|lora_A|lora_B)\.weight$")
+
+def normalize_lora_keys(sd:dict)->dict:
+    """The layouts diffusers' Z-Image converter does not read, rewritten into ones it does:
+    - VideoX-Fun's `lora_unet__layers_0_...` (a double underscore: its LoRANetwork names modules from the root transformer;
+      alibaba-pai's Z-Image-Fun-Lora-Distill files) -> `lora_unet_layers_0_...`;
+    - a fused `attention_qkv` / `attention.qkv` LoRA (musubi-tuner's ComfyUI conversion, networks/convert_z_image_lora_to_comfy.py)
+      -> to_q, to_k, to_v, each with the whole down matrix and its third of the up matrix (exact, whatever the up matrix's shape)."""
+    out = {(("lora_unet_" + k[len("lora_unet__"):]) if k.startswith("lora_unet__") else k): v for k, v in sd.items()}
+    for k in [k for k in out if _FUSED_QKV.match(k)]:
+        if k not in out: continue
+        m = _FUSED_QKV.match(k); base, sep = m["m"], m["sep"]
+        down_name, up_name = ("lora_down", "lora_up") if m["w"] in ("lora_down", "lora_up") else ("lora_A", "lora_B")
+        down, up = out.pop(f"{base}{sep}qkv.{down_name}.weight"), out.pop(f"{base}{sep}qkv.{up_name}.weight")
+        alpha = out.pop(f"{base}{sep}qkv.alpha", None)
+        for proj, part in zip(("to_q", "to_k", "to_v"), up.chunk(3, dim=0)):
+            out[f"{base}{sep}{proj}.{down_name}.weight"], out[f"{base}{sep}{proj}.{up_name}.weight"] = down, part.contiguous()
+            if alpha is not None: out[f"{base}{sep}{proj}.alpha"] = alpha
+    return out
+
+def read_lora(path:str|Path, field:str="lora")->dict:
+    "A Z-Image LoRA file in any known layout, as the diffusers state dict `load_lora_adapter` takes (keys `transformer.<module>.lora_A/B.weight`)."
+    from diffusers import ZImagePipeline
+    from safetensors.torch import load_file
+    path = Path(path)
+    try: sd = ZImagePipeline.lora_state_dict(normalize_lora_keys(load_file(str(path))))
+    except Exception as e: raise ZImageError(f"{field}: {path} is not a LoRA zimage-nb can read ({type(e).__name__}: {str(e)[:300]})",
+                                             "give a Z-Image LoRA .safetensors (AI Toolkit, musubi-tuner, SimpleTuner, DiffSynth, diffusers or ComfyUI layout)") from None
+    if not any(k.startswith("transformer.") for k in sd):
+        raise ZImageError(f"{field}: {path} has no Z-Image transformer LoRA weights", "is it a LoRA for another model?")
+    bad = sorted({k.split(".")[1] for k in sd if k.startswith("transformer.") and not re.match(r"[A-Za-z]", k.split(".")[1])})
+    if bad: raise ZImageError(f"{field}: {path} has keys diffusers could not map (e.g. {next(iter(sd))})", "this LoRA layout is not known yet: report it with the file's first keys")
+    return sd
+
+def add_frozen_lora(transformer, path:str|Path, # a LoRA file in any layout `read_lora` reads
                     name:str=TRAINING_ADAPTER,       # adapter name: TRAINING_ADAPTER or DISTILL_PATCH
                     field:str="model.training_adapter")->str:
     "Load a LoRA next to the others, frozen; returns its name."
-    from diffusers import ZImagePipeline
-    path = Path(path)
-    try: sd = ZImagePipeline.lora_state_dict(str(path.parent), weight_name=path.name)   # folder + name: also offline on older diffusers
-    except Exception as e: raise ZImageError(f"{field}: {path} is not a LoRA diffusers can read ({type(e).__name__}: {e})", "give a Z-Image LoRA .safetensors file") from None
-    if not any(k.startswith("transformer.") for k in sd):
-        raise ZImageError(f"{field}: {path} has no Z-Image transformer LoRA weights", "is it a LoRA for another model?")
+    sd = read_lora(path, field)
     ctx = _quiet_peft()
     try: transformer.load_lora_adapter(sd, prefix="transformer", adapter_name=name)
     finally: ctx.__exit__(None, None, None)

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'QUANTIZED_FILE', 'FP16_MAX', 'TensorEntry', 'safetensors_entries',
-           'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears',
-           'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'encoder_dtype',
-           'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward', 'model_folder',
-           'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline', 'components_folder',
-           'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized', 'load_run_transformer',
-           'load_run_pipeline', 'fp16_safe', 'one_4bit_path']
+__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry',
+           'safetensors_entries', 'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets',
+           'quantize_linears', 'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype',
+           'encoder_dtype', 'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward',
+           'model_folder', 'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline',
+           'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized',
+           'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
 
 # %% ../nbs/04_models.ipynb
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
@@ -179,12 +179,14 @@ def stream_into(model:nn.Module,      # a model built on meta (see `quantize_lin
 def default_device()->str: return "cuda" if torch.cuda.is_available() else "cpu"
 
 def compute_dtype(compute:str="auto", # QuantizationConfig.compute: auto, bf16, fp16-safe or fp32
-                  device:str=None)->torch.dtype:
-    "The torch dtype for a compute setting on `device` (auto: bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU)."
+                  device:str=None,
+                  variant:str=None)->torch.dtype:   # ModelConfig.variant: on a GPU without bf16, auto gives fp32 to base and De-Turbo
+    "The torch dtype for a compute setting on `device` (auto: bf16 on Ampere+; on older GPUs fp16 for Turbo, fp32 for base and De-Turbo, whose fp16 is reported to fail; fp32 on CPU)."
     device = device or default_device()
     if compute == "auto":
         if not str(device).startswith("cuda"): return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+        if torch.cuda.is_bf16_supported(including_emulation=False): return torch.bfloat16
+        return torch.float32 if variant in ("base", "de-turbo") else torch.float16
     return {"bf16": torch.bfloat16, "fp16-safe": torch.float16, "fp32": torch.float32}[compute]
 
 def encoder_dtype(dtype:torch.dtype # the run's compute dtype
@@ -447,7 +449,7 @@ def load_quantized(folder:Path, device:str=None, dtype:torch.dtype=None, progres
 def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=False)->ZImageTransformer2DModel:
     "The run's transformer: from `model.quantized_dir` when it is kept there, else downloaded (if needed), streamed into its precision and kept."
     import time, warnings
-    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device)
+    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device, cfg.model.variant)
     kept = quantized_folder(cfg, dtype)
     if cfg.model.quantized_dir and kept is None: warnings.warn(f"model.quantized_dir keeps NF4 transformers only; quantization.transformer is {cfg.quantization.transformer}: nothing is kept")
     if kept is not None and (kept / "info.json").exists():
@@ -469,7 +471,7 @@ def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str
 
 def load_run_pipeline(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=True)->ZImagePipeline:
     "The whole pipeline of a config: its transformer (`load_run_transformer`), text encoder, VAE, tokenizer and scheduler from their sources."
-    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device)
+    device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device, cfg.model.variant)
     folder = components_folder(cfg, ("text_encoder", "tokenizer", "vae", "scheduler"), token, progress)
     return assemble_pipeline(folder, load_run_transformer(cfg, dtype, device, token, progress), cfg.quantization.text_encoder, dtype, device, progress)
 
@@ -482,9 +484,39 @@ def _clamp(x):
     if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
     return x
 
-def fp16_safe(transformer)->list:
-    "Clamp Z-Image's overflow points in fp16; returns the hook handles (call .remove() to undo)."
-    handles = []
+FP16_SCALES = {"attention": 1 / 16, "feed_forward": 1 / 32}   # powers of two: scaling by them is exact in floating point
+
+class _Undo:
+    "A handle whose remove() undoes a change that is not a hook (an eps, a method)."
+    def __init__(self, fn): self.fn = fn
+    def remove(self): self.fn()
+
+def _scaled_gating(ff, s:float):
+    "The feed-forward's gate product, times s (before it can overflow)."
+    return lambda x1, x3: torch.nn.functional.silu(x1) * (x3 * s)
+
+def _scale_norm(norm, s:float)->_Undo:
+    "An RMSNorm fed s·y gives what it gave for y: eps·s²."
+    eps = norm.eps; norm.eps = eps * s * s
+    return _Undo(lambda: setattr(norm, "eps", eps))
+
+def fp16_scale(transformer, scales:dict=None)->list:
+    "Scale attention and feed-forward down where an RMSNorm undoes it exactly (see above); returns handles (call .remove() to undo)."
+    scales = scales or FP16_SCALES
+    sa, sf, handles = scales["attention"], scales["feed_forward"], []
+    for name in ("noise_refiner", "context_refiner", "siglip_refiner", "layers"):
+        for b in getattr(transformer, name, None) or []:
+            handles.append(b.attention.register_forward_pre_hook(lambda mod, args, kw, s=sa: ((args[0] * s,) + tuple(args[1:]), kw), with_kwargs=True))
+            handles += [_scale_norm(n, sa) for n in (b.attention.norm_q, b.attention.norm_k, b.attention_norm2)]
+            b.feed_forward._forward_silu_gating = _scaled_gating(b.feed_forward, sf)
+            handles.append(_Undo(lambda ff=b.feed_forward: ff.__dict__.pop("_forward_silu_gating", None)))
+            handles.append(_scale_norm(b.ffn_norm2, sf))
+    return handles
+
+def fp16_safe(transformer, scale:bool=True # also scale where it is exact (`fp16_scale`); False: the clamps alone
+             )->list:
+    "Make Z-Image's forward hold in fp16: exact scaling at the hot spots, then clamps at the overflow points; returns the handles (call .remove() on each to undo)."
+    handles = fp16_scale(transformer) if scale else []
     for name, m in transformer.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         parts = name.split(".")

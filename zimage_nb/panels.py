@@ -175,7 +175,8 @@ class ConfigPanels:
             verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
             off = f", blocks streamed from host RAM ({e.offload['pinned'] / 2**30:.1f} GiB pinned, ~{e.offload['copy_s']:.1f} s of copies per step)" if e.offload else ""
             budget = time_budget(self.cfg, e, "colab-free" if self.hardware.device != "cuda" and session_platform() == "local" else None)   # no GPU here: planned as on Colab
-            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step{off}: {verdict}"
+            notes = "".join(f"<br>&nbsp;&nbsp;<span style='color:#a60'>! {html.escape(n)}</span>" for n in e.notes)
+            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step in {e.compute}{off}: {verdict}{notes}"
                         f"<br>&nbsp;&nbsp;{html.escape(str(budget))}</div>")
         self.estimate.value = f"<div style='font-size:90%'><b>estimate</b> ({html.escape(calibration_note())})" + "".join(rows) + "</div>"
 

@@ -15,11 +15,11 @@ from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'GUESS', 'PEAK_TFLOPS', 'CALIBRATION',
-           'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes',
-           'load_calibration', 'peak_tflops', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
-           'offload_copies', 'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions',
-           'no_bf16_compute', 'suggest_settings', 'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget',
-           'fit_session', 'row_config', 'calibrate_cuda']
+           'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape',
+           'optimizer_bytes', 'load_calibration', 'peak_tflops', 'no_bf16_compute', 'run_compute', 'Estimate',
+           'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
+           'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings', 'session_platform',
+           'setup_seconds', 'TimeBudget', 'time_budget', 'fit_session', 'row_config', 'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -79,23 +79,44 @@ def load_calibration(path=None # a cuda_calibration.json (default: the one shipp
 
 CALIBRATION = load_calibration()
 
-def peak_tflops(gpu_name:str)->float:
-    "Peak dense fp16/bf16 TFLOPS of a GPU by name (20 for an unknown one)."
+# peak fp32 TFLOPS without tensor cores (what fp32 compute gets on cards without bf16), from the vendors' figures
+PEAK_FP32_TFLOPS = (("H200", 67), ("H100", 67), ("A100", 19.5), ("L4", 30.3), ("T4", 8.1), ("P100", 9.3), ("V100", 15.7), ("2060", 6.5), ("2070", 7.5), ("2080", 10.1),
+                    ("3050", 9.1), ("3060", 12.7), ("3070", 20.3), ("3080", 29.8), ("4060", 15.1))
+
+def peak_tflops(gpu_name:str, compute:str="bf16")->float:
+    "Peak dense TFLOPS of a GPU by name for a compute (fp16/bf16 tensor cores; fp32: its CUDA cores); 20 (fp32: 8) for an unknown one."
+    if compute == "fp32": return next((v for k, v in PEAK_FP32_TFLOPS if k in gpu_name), 8.0)
     return next((v for k, v in PEAK_TFLOPS if k in gpu_name), 20.0)
+
+NO_BF16_COMPUTE = {"turbo": "fp16-safe", "tiny": "fp16-safe", "de-turbo": "fp32", "base": "fp32"}
+
+def no_bf16_compute(variant:str # ModelConfig.variant: turbo, de-turbo, base or tiny
+                   )->str:
+    "The compute a GPU without native bf16 (T4, P100, V100, RTX 20xx) gets for a model family: fp16-safe for Turbo; fp32 for base and De-Turbo, whose fp16 is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897)."
+    return NO_BF16_COMPUTE.get(variant, "fp32")
+
+def run_compute(cfg:ZConfig, gpu:HardwareProfile)->str:
+    "The compute a run of `cfg` gets on `gpu`: the setting, or for auto bf16 where the GPU has it, else the family's choice (`no_bf16_compute`)."
+    c = cfg.quantization.compute
+    if c != "auto": return c
+    if gpu.device != "cuda": return "fp32"
+    return "bf16" if gpu.bf16 else no_bf16_compute(cfg.model.variant)
 
 @dataclass
 class Estimate:
     "Peak memory and speed estimate for one config on one GPU."
     parts: dict; vram: float; host_ram: float; seconds_per_step: float; gpu: HardwareProfile; fits: bool
     advice: list = field(default_factory=list)
+    compute: str = ""      # the compute this GPU gets (`run_compute`)
+    notes: list = field(default_factory=list)   # warnings that do not stop the run
 
     offload: dict = None   # training offload: blocks on the GPU, pinned host bytes, bytes and seconds of copies per step
 
     def __str__(self):
         gib = lambda b: f"{b / 2**30:.2f} GiB"
-        head = f"{self.gpu.gpu_name or self.gpu.device}: peak VRAM {gib(self.vram)} of {self.gpu.vram_gb:.1f} GiB, host RAM {gib(self.host_ram)}, ~{self.seconds_per_step:.1f} s/step"
+        head = f"{self.gpu.gpu_name or self.gpu.device}: peak VRAM {gib(self.vram)} of {self.gpu.vram_gb:.1f} GiB, host RAM {gib(self.host_ram)}, ~{self.seconds_per_step:.1f} s/step in {self.compute}"
         verdict = "fits" if self.fits else "does not fit: " + "; ".join(self.advice)
-        lines = [f"{head}: {verdict}", f"  ({calibration_note()})"] + [f"  {k}: {gib(v)}" for k, v in self.parts.items()]
+        lines = [f"{head}: {verdict}", f"  ({calibration_note()})"] + [f"  note: {n}" for n in self.notes] + [f"  {k}: {gib(v)}" for k, v in self.parts.items()]
         if self.offload:
             o = self.offload
             lines.append(f"  training offload: {o['on_gpu']} of {o['blocks']} blocks on the GPU, {gib(o['pinned'])} pinned in host RAM, "
@@ -149,7 +170,8 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
     if transformer_config is None and cfg.model.name_or_path == "tiny":
         from zimage_nb.tiny import TINY_TRANSFORMER; transformer_config = TINY_TRANSFORMER
     s, t, q, a = transformer_shape(transformer_config), cfg.training, cfg.quantization, cfg.advanced
-    act_b = 4 if q.compute == "fp32" else 2
+    compute = run_compute(cfg, gpu)
+    act_b = 4 if compute == "fp32" else 2
     res = max(r for d in cfg.datasets for r in d.resolutions)
     T, D = _tokens(res, min(128, a.max_sequence_length)) * t.batch_size, s["dim"]
     sizes = [cfg.target.rank * x for i, o in s["targets"][cfg.target.modules] for x in (i, o)]
@@ -170,8 +192,8 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
     parts = {**tensors, "CUDA overhead": cal["workspace"] + cal["frag"] * sum(tensors.values())}
     vram = sum(parts.values())
     host = 1.5 * 2**30 + s["quantized"] * WEIGHT_BYTES[q.transformer] + s["other"] * act_b   # the model passes through host RAM while loading; offload keeps the blocks there, pinned
-    compute_s = step_flops(cfg, s) / (peak_tflops(gpu.gpu_name) * cal["mfu"].get(q.transformer, 0.2) * 1e12)
-    if q.compute == "fp16-safe" or (q.compute == "auto" and not gpu.bf16): compute_s *= cal.get("fp16_factor", 1.0)
+    compute_s = step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, compute) * cal["mfu"].get(q.transformer, 0.2) * 1e12)
+    if compute == "fp16-safe": compute_s *= cal.get("fp16_factor", 1.0)
     seconds = compute_s if not offload else (max(compute_s, offload["copy_s"]) if offload["prefetch"] else compute_s + offload["copy_s"])
     advice = []
     if gpu.device != "cuda": advice.append("no CUDA GPU: only the tiny model trains here")
@@ -185,7 +207,11 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
     if host > 0.9 * gpu.host_ram_gb * 2**30:
         advice.append(f"host RAM is short ({gpu.host_ram_gb:.1f} GiB for ~{host / 2**30:.1f} GiB{' pinned for offload' if offload else ' while loading'}): " + ("set quantization.transformer to nf4" if q.transformer != "nf4" else "free host RAM (other notebooks, processes)"))
     fits = gpu.device == "cuda" and not advice
-    return Estimate(parts, vram, host, seconds, gpu, fits, advice, offload)
+    notes = []
+    if compute == "fp16-safe" and gpu.device == "cuda" and not gpu.bf16 and cfg.model.variant in ("base", "de-turbo"):
+        notes.append(f"fp16 for Z-Image {cfg.model.variant} is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897): "
+                     f"quantization.compute auto gives fp32 here (~{step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, 'fp32') * cal['mfu'].get(q.transformer, 0.2) * 1e12):.0f} s/step)")
+    return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes)
 
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer,
@@ -247,13 +273,6 @@ def _offload_why(off:Estimate, on:Estimate, gb:float)->str:
     o = on.offload
     return (f"{off.vram / 2**30:.1f} GiB estimated without it on this {gb:.1f} GiB card, {on.vram / 2**30:.1f} GiB with it; "
             f"{o['pinned'] / 2**30:.1f} GiB pinned in host RAM and ~{o['copy_s']:.1f} s of copies per step ({'overlapped with' if o['prefetch'] else 'added to'} ~{on.seconds_per_step:.1f} s)")
-
-NO_BF16_COMPUTE = {"turbo": "fp16-safe", "tiny": "fp16-safe", "de-turbo": "fp32", "base": "fp32"}
-
-def no_bf16_compute(variant:str # ModelConfig.variant: turbo, de-turbo, base or tiny
-                   )->str:
-    "The compute a GPU without native bf16 (T4, P100, V100, RTX 20xx) gets for a model family: fp16-safe for Turbo; fp32 for base and De-Turbo, whose fp16 is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897)."
-    return NO_BF16_COMPUTE.get(variant, "fp32")
 
 def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS`
                      cfg:ZConfig=None    # the config to fit (default: the default preset)

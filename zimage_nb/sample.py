@@ -85,7 +85,7 @@ class Sampler:
         from zimage_nb.cache import cached_embeddings
         from zimage_nb.models import components_folder, load_run_transformer, compute_dtype, default_device, encoder_dtype
         from zimage_nb.sources import components_location
-        device = device or default_device(); dtype = compute_dtype(cfg.quantization.compute, device)
+        device = device or default_device(); dtype = compute_dtype(cfg.quantization.compute, device, cfg.model.variant)
         folder = components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
         tr = load_run_transformer(cfg, dtype, device, progress=progress)
         vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=encoder_dtype(dtype)).to(device).eval().requires_grad_(False)

@@ -24,9 +24,9 @@ from .checkpoints import (save_checkpoint, load_checkpoint, resume_latest, list_
                                    check_disk, checkpoint_bytes, disk_need, disk_full_error, data_manifest, _disk_full, _sha_file)
 
 # %% auto #0
-__all__ = ['MAX_NAN_STEPS', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
-           'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts', 'prepare_run_data',
-           'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
+__all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches',
+           'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts',
+           'prepare_run_data', 'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
            'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
            'ranks_in_sync', 'setup_run', 'train', 'eval_loss']
 
@@ -268,6 +268,18 @@ def sampling_adapters(run:Run)->dict:
 
 # %% ../nbs/08_train.ipynb
 MAX_NAN_STEPS = 5
+LOSS_LIMIT = 1e3   # a flow-matching loss on normalized latents is about 1; far above it, the numbers have broken (fp16 overflow)
+
+def _diverged(run:Run, what:str=None)->ZImageError:
+    "The one message a run whose numbers broke gets: what happened, which setting to change, that the last checkpoint is intact."
+    what = what or f"{run.nan_streak} steps in a row had a NaN/Inf or exploding (> {LOSS_LIMIT:g}) loss or gradient"
+    if run.dtype == torch.float16:
+        fam = run.cfg.model.variant
+        why = (f"; Z-Image {fam} is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897)" if fam in ("base", "de-turbo") else "")
+        return ZImageError(f"training in fp16 broke down: {what} (step {run.step}){why}",
+                           "set quantization.compute to fp32 (on a card without bf16; about 4-8x slower) or bf16 (on one with it), and run again: training resumes from the last checkpoint, which is intact")
+    return ZImageError(f"training diverged: {what} (step {run.step})",
+                       "lower training.lr (e.g. 5e-5), set quantization.compute to fp16-safe (T4/P100) or fp32, and resume: the last checkpoint is intact")
 
 def _batch_generator(seed:int, k:int)->torch.Generator:
     "Randomness of global micro-batch k: the same whichever process or step takes it."
@@ -320,7 +332,7 @@ def train_step(run:Run)->dict:
     for m in range(t.grad_accum):
         k = (run.step * t.grad_accum + m) * run.world + run.rank
         loss = micro_loss(run, run.plan(k), _batch_generator(run.cfg.job.seed, k)) / t.grad_accum
-        if not torch.isfinite(loss): finite = False; break
+        if not torch.isfinite(loss) or float(loss) * t.grad_accum > LOSS_LIMIT: finite = False; break
         (run.scaler.scale(loss) if run.scaler else loss).backward()
         total += float(loss.detach())
     if run.world > 1:
@@ -330,6 +342,7 @@ def train_step(run:Run)->dict:
             for p in run.params:
                 if p.grad is None: p.grad = torch.zeros_like(p)
                 torch.distributed.all_reduce(p.grad); p.grad /= run.world
+    loss_ok = finite
     if finite:
         if run.scaler: run.scaler.unscale_(run.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(run.params, t.max_grad_norm if t.max_grad_norm > 0 else float("inf"))
@@ -339,15 +352,17 @@ def train_step(run:Run)->dict:
         else: run.optimizer.step()
         run.nan_streak = 0
     else:
-        run.nan_streak += 1; run.skipped += 1
+        run.skipped += 1
+        # fp16's loss scaler starts high and halves on an overflowing gradient: that is its normal search, not divergence,
+        # until the scale falls below 1 (then the gradients overflow on their own)
+        searching = loss_ok and run.scaler is not None and run.scaler.get_scale() >= 1.0
         if run.scaler: run.scaler.update(run.scaler.get_scale() / 2)
+        if not searching: run.nan_streak += 1
     run.optimizer.zero_grad(set_to_none=True)
     lr = run.scheduler.get_last_lr()[0]
     run.scheduler.step(); run.step += 1
     if run.ema is not None and finite: ema_update(run)
-    if run.nan_streak >= MAX_NAN_STEPS:
-        raise ZImageError(f"training diverged: {run.nan_streak} steps in a row had a NaN/Inf loss or gradient (step {run.step})",
-                          "lower training.lr (e.g. 5e-5), set quantization.compute to fp16-safe (T4/P100) or fp32, and resume: the last checkpoint is intact")
+    if run.nan_streak >= MAX_NAN_STEPS: raise _diverged(run)
     return dict(loss=total if finite else float("nan"), lr=lr, skipped=not finite, grad_norm=float(norm) if finite else float("nan"))
 
 # %% ../nbs/08_train.ipynb
@@ -362,6 +377,8 @@ def render_samples(run:Run, path:Path=None, # save the images side by side as th
     prompts = trigger_prompts(s.prompts, run.cfg.job.trigger_word)
     images = [run.sampler.image(p, s.seed, "turbo", s.steps, s.guidance, s.width, s.height,
                                 sampling_adapters(run) if adapters is None else adapters, s.negative_prompt) for p in prompts]
+    if run.dtype == torch.float16 and images and all(np.asarray(im).max() <= 4 for im in images):   # NaN latents decode to black
+        raise _diverged(run, f"the samples came back all black (NaN in the fp16 forward) at step {run.step}")
     if path and images:
         strip = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)), "white")
         x = 0
@@ -408,7 +425,10 @@ def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=Tr
     rank, world = dist_info()
     device = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     out = run_folder(cfg)
-    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device), rank=rank, world=world)
+    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device, cfg.model.variant), rank=rank, world=world)
+    if run.dtype == torch.float16 and cfg.model.variant in ("base", "de-turbo"):
+        warnings.warn(f"quantization.compute = {cfg.quantization.compute}: fp16 for Z-Image {cfg.model.variant}, which is reported to fail in fp16 even with the overflow fixes "
+                      "(ComfyUI issue 12176, musubi-tuner issue 897); if the loss turns NaN or the samples black, set quantization.compute to fp32")
     if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out / "config.yaml")
     with _timed(run, "components"):
         run.model_folder = Path(model_folder) if model_folder else _model_folder(cfg, progress) if rank == 0 else None
