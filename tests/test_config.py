@@ -145,3 +145,12 @@ def test_every_problem_at_once_even_with_a_typo(tmp_path):
 def test_empty_dataset_path_is_a_problem_when_ready_only():
     with pytest.raises(ConfigError, match=r"datasets\[0\].path: is empty"): validate_config(preset("de-turbo"))
     assert validate_config(preset("de-turbo"), ready=False) == []
+
+def test_report_to_names_trackers_and_old_configs_still_load():
+    import pytest
+    from zimage_nb.config import config_from_dict, validate_config, ConfigError
+    c = config_from_dict({"job": {"tracker": "wandb"}})                   # written before job.report_to existed
+    assert c.job.report_to == ["tensorboard", "wandb"]
+    assert config_from_dict({"job": {"tracker": "none"}}).job.report_to == ["tensorboard"]
+    with pytest.raises(ConfigError, match="'wandbb' is not a tracker.*did you mean 'wandb'"):
+        validate_config(preset(datasets__0__path="x", job__report_to=["tensorboard", "wandbb"]))

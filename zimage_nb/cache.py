@@ -16,8 +16,8 @@ from .data import DatasetReport, crop_to_bucket, long_captions
 
 # %% auto #0
 __all__ = ['ENCODERS', 'model_fingerprint', 'file_sha', 'CacheStore', 'image_tensor', 'mask_tensor', 'encode_latents',
-           'decode_latents', 'cache_latents', 'encode_prompts', 'text_keys', 'cache_text', 'encoder_ident',
-           'cached_embeddings', 'build_caches']
+           'decode_latents', 'latent_plan', 'cache_latents', 'encode_prompts', 'text_keys', 'cache_text',
+           'encoder_ident', 'cached_embeddings', 'build_caches']
 
 # %% ../nbs/06_cache.ipynb
 def _sha(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -94,21 +94,25 @@ def decode_latents(vae, latents:torch.Tensor)->torch.Tensor:
     return vae.decode(latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor).sample
 
 # %% ../nbs/06_cache.ipynb
-def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
-                  vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True,
-                  flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
-    "Encode every (image, bucket) not yet cached, and its mask if it has one; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'masks': {same keys: key}, 'computed': n, 'reused': n}."
-    fp, index, masks, computed, reused = model_fingerprint(vae), {}, {}, 0, 0
+def latent_plan(reports:list[DatasetReport], fingerprint:str, crop:str="center", seed:int=0, flips:list=None)->list[tuple]:
+    "(report row, resolution, bucket, flipped, latent key, index key, mask key or '') of every latent the datasets need: the keys need no VAE, only its fingerprint."
     flips = list(flips or [False] * len(reports))
     todo = [(r, res, b, f) for rep, fl in zip(reports, flips) for r in rep.usable for res, b in sorted(r.buckets.items()) for f in ((False, True) if fl else (False,))]
     content = {r.prepared: file_sha(r.prepared) for r, *_ in todo}  # each image read once, whatever its bucket count
     mask_sha = {r.mask: file_sha(r.mask) for r, *_ in todo if getattr(r, "mask", "")}   # and each mask
-    for r, res, b, f in tqdm(todo, desc="caching latents", disable=not progress, leave=False):
-        key = _sha("latent", content[r.prepared], b, crop, seed, fp, *(["flip"] if f else []))   # unflipped keys as before: old caches stay valid
-        where = (r.prepared, res, "flip") if f else (r.prepared, res)
+    return [(r, res, b, f, _sha("latent", content[r.prepared], b, crop, seed, fingerprint, *(["flip"] if f else [])),   # unflipped keys as before: old caches stay valid
+             (r.prepared, res, "flip") if f else (r.prepared, res),
+             _sha("mask", mask_sha[r.mask], r.prepared, b, crop, seed, f) if getattr(r, "mask", "") else "") for r, res, b, f in todo]
+
+def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
+                  vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True,
+                  flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
+    "Encode every (image, bucket) not yet cached, and its mask if it has one; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'masks': {same keys: key}, 'computed': n, 'reused': n}."
+    index, masks, computed, reused = {}, {}, 0, 0
+    for r, res, b, f, key, where, mkey in tqdm(latent_plan(reports, model_fingerprint(vae), crop, seed, flips), desc="caching latents", disable=not progress, leave=False):
         index[where] = key
-        if getattr(r, "mask", ""):   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
-            mkey = masks[where] = _sha("mask", mask_sha[r.mask], r.prepared, b, crop, seed, f)
+        if mkey:   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
+            masks[where] = mkey
             if not store.valid(mkey): store.put(mkey, {"mask": mask_tensor(r.mask, r.prepared, b, crop, seed, f)}, kind="mask", file=r.file, bucket=list(b), flip=f)
         if store.valid(key): reused += 1; continue
         lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]
@@ -173,9 +177,16 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
     from transformers import AutoTokenizer
     from zimage_nb.models import load_text_encoder
     folder, work = Path(model_folder), Path(work)
-    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
-    lat = cache_latents(reports, vae, CacheStore(work / "cache" / "latents"), crop, seed, progress, flips)
-    refs = [weakref.ref(vae)]; del vae
+    lstore, vident, refs = CacheStore(work / "cache" / "latents"), encoder_ident(f"{encoder_id or folder}/vae", "vae", dtype, device), []
+    vknown = json.loads((lstore.root / ENCODERS).read_text()) if (lstore.root / ENCODERS).exists() else {}
+    plan = latent_plan(reports, vknown[vident], crop, seed, flips) if vident in vknown else None
+    if plan is not None and all(lstore.valid(k) and (not m or lstore.valid(m)) for *_, k, w, m in plan):   # all cached by this VAE: not loaded
+        lat = dict(index={w: k for *_, k, w, m in plan}, masks={w: m for *_, k, w, m in plan if m}, computed=0, reused=len(plan), vae_loaded=False)
+    else:
+        vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
+        vknown[vident] = model_fingerprint(vae); atomic_write_text(lstore.root / ENCODERS, json.dumps(vknown, indent=0))
+        lat = dict(cache_latents(reports, vae, lstore, crop, seed, progress, flips), vae_loaded=True)
+        refs.append(weakref.ref(vae)); del vae
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
     long = [x for rep in reports for x in long_captions(rep, tok, max_sequence_length)]
     for f, n in long: warnings.warn(f"caption of {f} has {n} tokens; the text encoder keeps {max_sequence_length}: shorten it")

@@ -123,8 +123,8 @@ def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a 
                    device:str=None, dtype:torch.dtype=None, token:str=None)->Captioner:
     "Load a captioner onto `device`."
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
-    from zimage_nb.models import default_device, compute_dtype
-    device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
+    from zimage_nb.models import default_device, compute_dtype, encoder_dtype
+    device = device or default_device(); dtype = dtype or encoder_dtype(compute_dtype("auto", device))   # fp32 where fp16 would be used: Qwen overflows it
     folder = captioner_folder(name, token)
     kw = dict(dtype=dtype)
     if quant in ("nf4", "int8") and str(device).startswith("cuda"):

@@ -38,7 +38,7 @@ class JobConfig:
     output_dir: str = opt("output", "Folder for checkpoints, samples and the LoRA (a mounted Drive folder survives a disconnect).")
     trigger_word: str = opt("", "Word that calls up your subject; replaces [trigger] in captions and prompts.")
     seed: int = opt(42, "Random seed for noise, timesteps and sampling.", lo=0)
-    tracker: str = opt("none", "Also log to Weights & Biases or trackio when installed (TensorBoard files in the run folder are always written).", choices=("none", "wandb", "trackio"))
+    report_to: list = opt(["tensorboard"], "Trackers to log to, as diffusers' --report_to: tensorboard (files in the run folder), wandb, trackio, mlflow, comet_ml, aim, clearml, dvclive, swanlab (several allowed; a missing package is skipped with a warning).")
 
 # %% ../nbs/01_config.ipynb
 COMFY_TURBO = "Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_bf16.safetensors"   # 12.3 GB bf16; Tongyi-MAI/Z-Image-Turbo's transformer/ is 24.6 GB
@@ -291,6 +291,11 @@ def _cross_checks(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
     problems, warns = [], []
     if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.job.name or ""):
         problems.append(("job.name", f"'{cfg.job.name}' must be non-empty letters, digits, '.', '_' or '-' (it names files)"))
+    trackers = ("tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab")   # accelerate's (07c_events)
+    for t in cfg.job.report_to if isinstance(cfg.job.report_to, list) else []:
+        if t not in trackers:
+            close = difflib.get_close_matches(str(t), trackers, n=1)
+            problems.append(("job.report_to", f"'{t}' is not a tracker; use {', '.join(trackers)}" + (f" (did you mean '{close[0]}'?)" if close else "")))
     if cfg.preset not in PRESETS:
         problems.append(("preset", f"unknown preset '{cfg.preset}'; use one of {', '.join(PRESETS)}"))
     if cfg.save.push_to_hub and "/" not in cfg.save.hub_repo:
@@ -361,6 +366,8 @@ def _build(cls, d:dict, where:str, problems:list):
     "Instantiate panel `cls` from dict `d`, recording unknown keys."
     if not isinstance(d, dict): problems.append((where, f"expected a mapping of fields, got {d!r}")); return cls()
     hints, names = get_type_hints(cls), [f.name for f in fields(cls)]
+    if cls is JobConfig and "tracker" in d and "report_to" not in d:      # configs written before report_to: job.tracker = none | wandb | trackio
+        d = {**{k: v for k, v in d.items() if k != "tracker"}, "report_to": ["tensorboard"] + ([d["tracker"]] if d["tracker"] not in ("none", None) else [])}
     for k in d:
         if k not in names:
             close = difflib.get_close_matches(k, names, n=1)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/12_hub.ipynb
 from __future__ import annotations
-import json, os
+import json, os, re
 from pathlib import Path
 from .core import ZImageError, atomic_write_text
 from .config import ZConfig
 
 # %% auto #0
-__all__ = ['TOKEN_SOURCES', 'token_source', 'hub_token', 'model_card', 'upload_plan', 'push_to_hub']
+__all__ = ['TOKEN_SOURCES', 'token_source', 'hub_token', 'sampling_recipe', 'model_card', 'upload_plan', 'push_to_hub']
 
 # %% ../nbs/12_hub.ipynb
 def _colab_secret():
@@ -43,31 +43,60 @@ def hub_token()->str|None:
     return next((t for _, get in TOKEN_SOURCES if (t := get())), None)
 
 # %% ../nbs/12_hub.ipynb
-def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None)->str:
-    "README.md for the LoRA's Hub repo."
+def _hub_id(s:str)->str|None:
+    "`s` if it names a Hub repository (owner/name), else None."
+    return s if isinstance(s, str) and s.count("/") == 1 and not s.startswith((".", "/", "~")) else None
+
+def sampling_recipe(cfg:ZConfig)->dict:
+    "How this LoRA is meant to be sampled: steps, CFG, and the frozen LoRA beside it (DistillPatch, Fun distill) with its weight."
+    m, s = cfg.model, cfg.sample
+    if m.variant == "turbo": return dict(steps=8, guidance=0.0, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
+    return dict(steps=s.steps, guidance=s.guidance, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
+
+def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None):
+    "The LoRA's Hub card as a `huggingface_hub.ModelCard` (metadata through `ModelCardData`; `.validate()` before an upload)."
+    from huggingface_hub import ModelCard, ModelCardData
     from zimage_nb.config import recipe
-    m, t, tg = cfg.model, cfg.training, cfg.target
-    trig = cfg.job.trigger_word
-    widget = f"widget:\n- text: '{(trig + ' ').strip() or 'a photo'}'\n  output:\n    url: {grid_name}\n" if grid_name else ""
-    head = (f"---\nbase_model: {m.name_or_path}\nlibrary_name: diffusers\nlicense: apache-2.0\ntags:\n- lora\n- z-image\n- text-to-image\n- diffusers\n- zimage-nb\n"
-            + (f"instance_prompt: {trig}\n" if trig else "") + widget + "---\n")
-    steps = "8 steps, guidance 0" if m.variant == "turbo" else f"{cfg.sample.steps} steps, guidance {cfg.sample.guidance:g}"
-    lines = [f"# {cfg.job.name}", "", f"A LoRA for [{m.name_or_path}](https://huggingface.co/{m.name_or_path}), trained with [zimage-nb](https://github.com/zimage-nb/zimage-nb).", ""]
-    if trig: lines += [f"Trigger word: **{trig}**", ""]
-    if grid_name: lines += [f"![comparison grid]({grid_name})", ""]
-    lines += ["## Use it", "", "```python", "import torch", "from diffusers import ZImagePipeline", "",
-              f"pipe = ZImagePipeline.from_pretrained({m.name_or_path!r}, torch_dtype=torch.bfloat16).to('cuda')",
-              f"pipe.load_lora_weights({repo or '<this repo>'!r}, weight_name={lora_name!r})",
-              f"image = pipe({(trig + ' ...') if trig else '...'!r}, num_inference_steps={8 if m.variant == 'turbo' else cfg.sample.steps}, guidance_scale={0.0 if m.variant == 'turbo' else cfg.sample.guidance}).images[0]",
-              "```", "", f"ComfyUI: put `{lora_name}` in `models/loras` and use a LoraLoaderModelOnly node. Sample with {steps}.", ""]
-    if m.distill_patch: lines += [f"Trained with the DistillPatch recipe: load `{m.distill_patch}` next to this LoRA for 8-step Turbo sampling.", ""]
-    lines += ["## Training", "", "| setting | value |", "|---|---|",
-              f"| recipe | {recipe(cfg)} |", f"| adapter | {tg.type}, rank {tg.rank}, alpha {tg.alpha:g}, modules {tg.modules} |",
-              f"| steps | {(metadata or {}).get('zimage_nb.steps', t.steps)} |", f"| learning rate | {t.lr:g} ({t.optimizer}, {t.scheduler}) |",
-              f"| resolutions | {', '.join(str(r) for r in sorted({r for d in cfg.datasets for r in d.resolutions}))} |",
-              f"| base weights | {cfg.quantization.transformer}, compute {cfg.quantization.compute} |",
-              f"| timesteps | {t.timestep_type}, {t.timestep_bias}, shift {'auto' if t.auto_shift else f'{t.shift:g}'} |", ""]
-    return head + "\n" + "\n".join(lines)
+    from zimage_nb.sources import components_location, transformer_location
+    m, t, tg, trig = cfg.model, cfg.training, cfg.target, cfg.job.trigger_word
+    base = _hub_id(m.name_or_path) or _hub_id(str(components_location(cfg))) if m.name_or_path != "tiny" else None
+    comps = str(components_location(cfg)); pipe_repo = _hub_id(comps) or base or "Tongyi-MAI/Z-Image-Turbo"
+    r = sampling_recipe(cfg)
+    prompt = f"{trig}, portrait photo" if trig else "a photo"
+    data = ModelCardData(base_model=base, library_name="diffusers", license="apache-2.0", instance_prompt=trig or None,
+                         tags=["lora", "text-to-image", "diffusers", "z-image", "zimage-nb", re.sub(r"[^a-z0-9]+", "-", recipe(cfg).lower()).strip("-")],
+                         widget=[dict(text=prompt, output=dict(url=grid_name))] if grid_name else None)
+    extra = ""
+    if r["extra"]:
+        from zimage_nb.lora import ADAPTER_FILES
+        spec = ADAPTER_FILES.get(r["extra"], r["extra"]); parts = spec.split("/")
+        extra_repo, extra_file = "/".join(parts[:2]), "/".join(parts[2:]) or "model.safetensors"
+        extra = (f"pipe.load_lora_weights({extra_repo!r}, weight_name={extra_file!r}, adapter_name='distill')\n"
+                 f"pipe.set_adapters(['lora', 'distill'], [1.0, {r['extra_weight']:g}])\n")
+    tr = transformer_location(cfg)
+    body = [f"# {cfg.job.name}", "", f"A LoRA for Z-Image ({m.variant}{', on [' + base + '](https://huggingface.co/' + base + ')' if base else ''}), trained with [zimage-nb](https://github.com/zimage-nb/zimage-nb).", ""]
+    if trig: body += [f"Trigger word: **{trig}** (put it in your prompt)", ""]
+    if grid_name: body += [f"![comparison grid]({grid_name})", ""]
+    body += ["## Use it with diffusers", "", "```python", "import torch", "from diffusers import ZImagePipeline", "",
+             f"pipe = ZImagePipeline.from_pretrained({pipe_repo!r}, torch_dtype=torch.bfloat16).to('cuda')",
+             f"pipe.load_lora_weights({repo or '<this repo>'!r}, weight_name={lora_name!r}, adapter_name='lora')", extra.rstrip("\n"),
+             f"image = pipe({prompt!r}, num_inference_steps={r['steps']}, guidance_scale={r['guidance']:g}).images[0]", "```", "",
+             "## Use it in ComfyUI", "", f"Put `{lora_name}` in `models/loras` and load it with a *LoraLoaderModelOnly* node after the Z-Image model"
+             + (f"; add `{r['extra']}` the same way at strength {r['extra_weight']:g}" if r["extra"] else "") + f". Sample with {r['steps']} steps, CFG {r['guidance']:g}.", ""]
+    notes = {"turbo + training adapter": "Trained on Turbo with ostris' training adapter in place, which is removed for sampling: the LoRA keeps Turbo's 8 steps without CFG.",
+             "turbo + DistillPatch": "Trained plainly on Turbo; DiffSynth-Studio's DistillPatch loaded beside it restores Turbo's 8-step quality.",
+             "base + few-step": "Trained on Z-Image base (nothing distilled to drift); alibaba-pai's Fun distill LoRA beside it samples in 8 steps at CFG 1.",
+             "de-turbo": "Trained on ostris' De-Turbo (de-distilled): sample at 20-30 steps with CFG 2-3; it also loads on Turbo."}
+    note = next((v for k, v in notes.items() if recipe(cfg).startswith(k)), "")
+    if note: body += [note, ""]
+    body = [b for b in body if b is not None]
+    body += ["## Training", "", "| setting | value |", "|---|---|", f"| recipe | {recipe(cfg)} |", f"| transformer | {tr} |",
+             f"| adapter | {tg.type}, rank {tg.rank}, alpha {tg.alpha:g}, modules {tg.modules} |",
+             f"| steps | {(metadata or {}).get('zimage_nb.steps', t.steps)} |", f"| learning rate | {t.lr:g} ({t.optimizer}, {t.scheduler}) |",
+             f"| resolutions | {', '.join(str(r) for r in sorted({r for d in cfg.datasets for r in d.resolutions}))} |",
+             f"| base weights | {cfg.quantization.transformer}, compute {cfg.quantization.compute} |",
+             f"| timesteps | {t.timestep_type}, {t.timestep_bias}, shift {'auto' if t.auto_shift else f'{t.shift:g}'} |", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 # %% ../nbs/12_hub.ipynb
 def upload_plan(cfg:ZConfig, run_folder:str|Path=None)->list[tuple[Path, str]]:
@@ -90,7 +119,8 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     out = Path(run_folder or _rf(cfg))
     plan = upload_plan(cfg, out)
     grid = next((name for f, name in plan if name.endswith(".png")), None)
-    atomic_write_text(out / "README.md", model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo))
+    card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo)
+    atomic_write_text(out / "README.md", str(card))
     result = dict(repo=repo, files=[name for _, name in plan], url=f"https://huggingface.co/{repo}")
     if dry_run: return result
     from huggingface_hub import HfApi, CommitOperationAdd
@@ -98,6 +128,7 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     token = token or hub_token()
     if not token: raise ZImageError("no Hub token found", "log in: huggingface_hub.login(), or add a secret HF_TOKEN (Colab: the key icon; Kaggle: Add-ons > Secrets)")
     try:
+        card.validate()                                    # the Hub's own check of the card's metadata, before anything is created
         api = HfApi(token=token)
         api.create_repo(repo, private=private, exist_ok=True)
         api.create_commit(repo, [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(f)) for f, name in plan], commit_message=f"{cfg.job.name}: LoRA from zimage-nb")

@@ -17,7 +17,7 @@ from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
 from .offload import BlockOffload
-from .events import EventWriter, Tracker, RunLog
+from .events import RunLog
 from .models import fp16_safe, one_4bit_path
 from .flow import shift_sigmas, auto_shift, sample_sigmas, sigma_weights, predict, flow_loss, guided_target
 from .checkpoints import (save_checkpoint, load_checkpoint, resume_latest, list_checkpoints, checkpoint_ok, lora_header, safe_load,
@@ -474,8 +474,7 @@ def _train(cfg, work, resume, until, callbacks, stop, device, progress, model_fo
     ck = resume_latest(run) if resume else None
     if main: _trim_log(log, run.step) if ck else log.unlink(missing_ok=True)
     if ck and main: print(f"resumed from {ck.name} (step {run.step})")
-    tb = RunLog(EventWriter(run.out / "tensorboard", run.step if ck else None),   # TensorBoard curves, continued on resume
-                Tracker(cfg.job.tracker, run.out, cfg.job.name, config_to_dict(cfg), resume=ck is not None)) if main else None
+    tb = RunLog(cfg.job.report_to, run.out, cfg.job.name, config_to_dict(cfg), run.step if ck else None) if main else None   # the curves continue on resume
     try:
         end = min(until or t.steps, t.steps)
         if main: check_disk(run)
