@@ -12,6 +12,9 @@ def test_demo_writes_a_sample_and_a_config_in_the_current_folder(tmp_path):
     assert Image.open(out / "sample_nf4.png").size == (64, 64)
     assert (out / "config.yaml").exists() and (out / "tiny-model" / "model_index.json").exists()
     assert "46 4-bit layers" in r.stdout and str(out / "sample_nf4.png") in r.stdout
+    import re
+    total, training = map(float, re.search(r"done in (\d+) s \(training (\d+) s", r.stdout).groups())   # the demo says how long it took
+    assert 0 < training < total
     # the demo's LoRA: ComfyUI layout, loads into the default tiny pipeline with diffusers and changes its output
     import numpy as np
     from safetensors import safe_open

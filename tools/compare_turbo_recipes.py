@@ -7,6 +7,8 @@ The same subject ("zxq", the demo's red disc with a yellow ring, `write_demo_dat
     base (de-Turbo)            LoRA trained on the tiny base; sampled at 30 steps, its own regime
     plain + DistillPatch       LoRA trained plainly on the tiny Turbo; sampled with the tiny DistillPatch beside it
     plain (drifts)             LoRA trained plainly on the tiny Turbo; sampled as is: the failure the recipes exist for
+    base + few-step LoRA       the base row's LoRA, sampled in the Turbo's step count with the tiny few-step LoRA beside it
+                               at 0.8 (the `base-fun-distill` preset's recipe: alibaba-pai's Fun distill LoRA on Z-Image base)
 
 Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (the patch as a second adapter) and scored:
 
@@ -42,11 +44,12 @@ CLASS = ["a large pink disc in the middle on a grey background", "a large white 
          "a small orange triangle on the left on a teal background", "a large green disc on the right on a black background"]
 SEEDS = (1, 2, 3)
 
-RECIPES = {   # name: (job name, model, config overrides, patch at inference, sampling steps)
-    "turbo + training adapter": ("adapter", "turbo", dict(model__variant="turbo", model__training_adapter="ADAPTER"), False, TINY_TURBO_STEPS),
-    "base (de-Turbo)": ("base", "base", dict(model__variant="base"), False, 30),
-    "plain + DistillPatch": ("patch", "turbo", dict(model__variant="turbo", model__distill_patch="PATCH"), True, TINY_TURBO_STEPS),
-    "plain (drifts)": ("plain", "turbo", dict(model__variant="turbo"), False, TINY_TURBO_STEPS),
+RECIPES = {   # name: (job name, model, config overrides, frozen LoRA beside it at inference and its weight, sampling steps)
+    "turbo + training adapter": ("adapter", "turbo", dict(model__variant="turbo", model__training_adapter="ADAPTER"), None, TINY_TURBO_STEPS),
+    "base (de-Turbo)": ("base", "base", dict(model__variant="base"), None, 30),
+    "plain + DistillPatch": ("patch", "turbo", dict(model__variant="turbo", model__distill_patch="PATCH"), ("patch", 1.0), TINY_TURBO_STEPS),
+    "plain (drifts)": ("plain", "turbo", dict(model__variant="turbo"), None, TINY_TURBO_STEPS),
+    "base + few-step LoRA": ("base", "base", dict(model__variant="base"), ("fewstep", 0.8), TINY_TURBO_STEPS),   # the base row's LoRA, trained once
 }
 
 def images(pipe, prompts, steps):
@@ -72,28 +75,36 @@ def main():
     adapter, patch = str(tiny_turbo_file("adapter")), str(tiny_turbo_file("patch"))
     ref = images(tiny_pipeline(turbo=True), CLASS, TINY_TURBO_STEPS)             # the tiny Turbo's own few-step samples
     ref_base = images(tiny_pipeline(), CLASS, 30)                                 # the base's own 30-step samples
-    rows, table = [], []
-    for name, turbo, steps in (("tiny Turbo, no LoRA", True, TINY_TURBO_STEPS), ("tiny base, no LoRA", False, 30)):
-        pipe = tiny_pipeline(turbo=turbo)
+    fewstep = str(tiny_turbo_file("fewstep"))
+    def with_lora(pipe, kind, weight):
+        pipe.load_lora_weights(str(Path(tiny_turbo_file(kind)).parent), weight_name=Path(tiny_turbo_file(kind)).name, adapter_name=kind)
+        pipe.set_adapters([kind], [weight]); return pipe
+    ref_fewstep = images(with_lora(tiny_pipeline(), "fewstep", 0.8), CLASS, TINY_TURBO_STEPS)   # the base + few-step LoRA's own samples
+    rows, table, trained = [], [], {}
+    for name, turbo, steps in (("tiny Turbo, no LoRA", True, TINY_TURBO_STEPS), ("tiny base, no LoRA", False, 30), ("tiny base + few-step LoRA, no subject LoRA", None, TINY_TURBO_STEPS)):
+        pipe = tiny_pipeline(turbo=bool(turbo)) if turbo is not None else with_lora(tiny_pipeline(), "fewstep", 0.8)
         trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
         one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
         table.append(dict(recipe=name, seed=a.seed, sampling_steps=steps, train_seconds=0, subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
                           few_step_gap=round(mad(one, many), 4), class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3), class_drift=0.0))
         rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[len(SEEDS)]]))
-    for name, (job, model, over, with_patch, steps) in RECIPES.items():
+    for name, (job, model, over, extra, steps) in RECIPES.items():
         over = {k: {"ADAPTER": adapter, "PATCH": patch}.get(v, v) for k, v in over.items()}
         cfg = preset("tiny", job__output_dir=str(out / "runs"), job__name=job,
                      job__trigger_word="zxq", job__seed=a.seed, datasets__0__path=str(photos), model__name_or_path=str(folders[model]), training__steps=a.steps, training__lr=a.lr,
                      save__every=a.steps, sample__every=0, training__timestep_type="uniform", training__dop_class_word="a", sample__steps=steps, **over)
-        t0 = time.time(); res = train(cfg, work=out / f"work-{model}", resume=False, progress=False); secs = time.time() - t0
+        if job not in trained:
+            t0 = time.time(); trained[job] = (train(cfg, work=out / f"work-{model}", resume=False, progress=False), time.time() - t0)
+        res, secs = trained[job]
         pipe = tiny_pipeline(turbo=model == "turbo")
         pipe.load_lora_weights(str(res["lora"].parent), weight_name=res["lora"].name, adapter_name="subject")
-        if with_patch:
-            pipe.load_lora_weights(str(Path(patch).parent), weight_name=Path(patch).name, adapter_name="patch")
-            pipe.set_adapters(["subject", "patch"], [1.0, 1.0])
+        if extra:
+            kind, weight = extra
+            pipe.load_lora_weights(str(Path(tiny_turbo_file(kind)).parent), weight_name=Path(tiny_turbo_file(kind)).name, adapter_name=kind)
+            pipe.set_adapters(["subject", kind], [1.0, weight])
         trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
         one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
-        own = ref if model == "turbo" else ref_base                                # the same model without the LoRA, same steps
+        own = ref if model == "turbo" else ref_fewstep if extra and extra[0] == "fewstep" else ref_base   # the same model without the LoRA, same steps
         row = dict(recipe=name, seed=a.seed, sampling_steps=steps, train_seconds=round(secs, 1),
                    subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
                    few_step_gap=round(mad(one, many), 4),
@@ -106,10 +117,14 @@ def main():
     md += [f"| {r['recipe']} | {r['sampling_steps']} step{'s' * (r['sampling_steps'] > 1)} | {r['subject']:.1%} | {r['few_step_gap']:.3f} | {r['class_sharpness']:.2f} | {r['class_drift']:.3f} |" for r in table]
     (out / "recipes.md").write_text("\n".join(md) + "\n")
     from zimage_nb.sample import label_font
-    cell, left = 96, 260
+    cell, left = 96, 330
     grid = Image.new("RGB", (left + cell * (len(SEEDS) + 2), cell * len(rows)), "white"); d = ImageDraw.Draw(grid)
     for r, (label, ims) in enumerate(rows):
-        d.text((6, r * cell + cell // 2 - 8), label, fill="black", font=label_font(label, 14))
+        f = label_font(label, 14)
+        if d.textlength(label, font=f) > left - 12:   # two lines: the last two parts of the label on the second
+            a, b = ", ".join(label.split(", ")[:-2]), ", ".join(label.split(", ")[-2:])
+            d.text((6, r * cell + cell // 2 - 17), a + ",", fill="black", font=f); d.text((6, r * cell + cell // 2 + 1), b, fill="black", font=f)
+        else: d.text((6, r * cell + cell // 2 - 8), label, fill="black", font=f)
         for c, im in enumerate(ims): grid.paste(im.resize((cell, cell), Image.NEAREST), (left + c * cell, r * cell))
     grid.save(out / "recipes.png")
     print("\n".join(md)); print(f"wrote {out / 'recipes.png'}")

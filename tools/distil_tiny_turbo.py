@@ -3,6 +3,7 @@
     student  zimage_nb/assets/tiny_zimage_turbo.safetensors     the tiny base distilled to sample in 1-2 steps
     adapter  zimage_nb/assets/tiny_training_adapter.safetensors a LoRA that undoes the distillation while training
     patch    zimage_nb/assets/tiny_distill_patch.safetensors    a LoRA that restores few-step sampling after plain training
+    fewstep  zimage_nb/assets/tiny_fewstep_lora.safetensors     a few-step LoRA for the tiny base (what alibaba-pai's Fun distill LoRA is to Z-Image)
 
 The method, step by step (run on CPU, seeded; times in bench/RESULTS.md):
 
@@ -22,6 +23,10 @@ The method, step by step (run on CPU, seeded; times in bench/RESULTS.md):
    the training adapter merged in (a model drifted the way plain flow-matching training drifts it), so it learns to
    put the few-step behaviour back. Loaded at inference beside a plainly trained LoRA. (DiffSynth have not published how
    their patch was trained; this is our construction, named as such.)
+5. Few-step LoRA for the base: a LoRA trained with the student's trajectory loss on the tiny base itself (no student, no
+   adapter), so base + LoRA samples in few steps: the tiny analogue of alibaba-pai's Z-Image-Fun-Lora-Distill, sampled
+   at weight 0.8 beside a LoRA trained plainly on the base (the `base-fun-distill` preset). Our construction too: the Fun
+   LoRAs' training is not published here.
 
 The shipped files were made with (2026-11-30, 2 CPU cores; 35 min in all):
 
@@ -29,6 +34,7 @@ The shipped files were made with (2026-11-30, 2 CPU cores; 35 min in all):
     python tools/distil_tiny_turbo.py --phase student --minutes 15 --lr 4e-4
     python tools/distil_tiny_turbo.py --phase adapter --minutes 12 --lr 1e-3 --rank 32
     python tools/distil_tiny_turbo.py --phase patch --minutes 5 --lr 1e-3 --rank 16
+    python tools/distil_tiny_turbo.py --phase fewstep --minutes 8 --lr 1e-3 --rank 16      # 2026-12-02
 
 The phases are time-boxed, so other CPUs end at other step counts; each writes its file atomically every 2 minutes.
 """
@@ -223,9 +229,25 @@ def phase_patch(a, pipe):
         export_lora(tr, ASSETS / "tiny_distill_patch.safetensors", "fp16", lora_meta("tiny-distill-patch", step, loss, minutes, rank=a.rank, purity_1_step=r[1][0], purity_2_steps=r[2][0]))
     train_loop(a, tr, params, loss_fn, "patch", save)
 
+def phase_fewstep(a, pipe):
+    "A LoRA trained with the student's trajectory loss on the tiny base itself: base + LoRA samples in few steps."
+    torch.manual_seed(0); rng = random.Random(2)
+    T = torch.load(a.traj_cache, weights_only=False)           # our own file
+    points, data, texts = T["points"], T["data"], T["texts"]
+    sched = {n: schedule(pipe, n) for n in SCHEDULES}
+    tr = copy.deepcopy(pipe.transformer).train()
+    params = add_trainable_lora(tr, TargetConfig(rank=a.rank, alpha=float(a.rank)))
+    def loss_fn(step):
+        xa, sa, xb, sb, cs = segment_batch(data, points, rng, a.batch, sched)
+        return trajectory_loss(tr, xa, sa, xb, sb, [texts[c] for c in cs])
+    def save(step, loss, minutes):
+        tr.eval(); keep = pipe.transformer; pipe.transformer = tr; r = report(pipe, "base + few-step LoRA"); pipe.transformer = keep; tr.train()
+        export_lora(tr, ASSETS / "tiny_fewstep_lora.safetensors", "fp16", lora_meta("tiny-fewstep-lora", step, loss, minutes, rank=a.rank, purity_1_step=r[1][0], purity_2_steps=r[2][0]))
+    train_loop(a, tr, params, loss_fn, "fewstep", save)
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--phase", choices=("trajectories", "student", "adapter", "patch"), required=True)
+    p.add_argument("--phase", choices=("trajectories", "student", "adapter", "patch", "fewstep"), required=True)
     p.add_argument("--minutes", type=float, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--trajectories", type=int, default=3072)
@@ -242,6 +264,6 @@ def main():
     globals()["ASSETS"] = Path(a.assets); ASSETS.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(a.threads)
     pipe = tiny_pipeline()
-    {"trajectories": phase_trajectories, "student": phase_student, "adapter": phase_adapter, "patch": phase_patch}[a.phase](a, pipe)
+    {"trajectories": phase_trajectories, "student": phase_student, "adapter": phase_adapter, "patch": phase_patch, "fewstep": phase_fewstep}[a.phase](a, pipe)
 
 if __name__ == "__main__": main()

@@ -122,7 +122,10 @@ def checkpoint_ok(ck:Path)->bool:
 def lora_header(run:Run)->dict:
     "Training facts written into every LoRA file's header."
     c = run.cfg
-    return dict(base_model=c.model.name_or_path, variant=c.model.variant, recipe=recipe(c), trigger_word=c.job.trigger_word,
+    from zimage_nb.sources import transformer_location, components_location
+    try: where = dict(transformer=str(transformer_location(c)), components=str(components_location(c)))
+    except ZImageError: where = dict(transformer=c.model.transformer_file or c.model.name_or_path, components=c.model.components)
+    return dict(base_model=c.model.name_or_path, **where, variant=c.model.variant, recipe=recipe(c), trigger_word=c.job.trigger_word,
                 rank=c.target.rank, alpha=c.target.alpha, modules=c.target.modules, steps=run.step, total_steps=c.training.steps,
                 resolutions=sorted({r for d in c.datasets for r in d.resolutions}), lr=c.training.lr, optimizer=c.training.optimizer,
                 training_adapter=c.model.training_adapter if run.training_adapter else "", distill_patch=c.model.distill_patch, seed=c.job.seed)

@@ -30,6 +30,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     from zimage_nb.train import train, write_demo_dataset, eval_loss
     from zimage_nb.lora import adapters_off, TRAINED
     out = Path(out).resolve(); out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
     log(f"hardware: {detect_hardware()}")
     paths = {"model": tiny_model_folder(out / "tiny-model", seed, turbo=True), "photos": write_demo_dataset(out / "photos")}
     n = TINY_TURBO_STEPS; few = f"{n} step{'s' * (n > 1)}"
@@ -46,7 +47,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     paths["config"] = save_config(cfg, out / "config.yaml")
     log(f"training {steps} steps on pictures of 'zxq', a red disc with a yellow ring (NF4 Turbo with the tiny training adapter in place, "
         f"cached latents and text, DOP keeping 'a disc' as it was): {out / 'demo'}")
-    t0 = time.time(); res = train(cfg, work=out / "work", progress=False)
+    t0 = time.time(); res = train(cfg, work=out / "work", progress=False); paths["train_seconds"] = time.time() - t0
     after = eval_loss(res["run"])
     with adapters_off(res["run"].transformer, TRAINED): before = eval_loss(res["run"])
     log(f"trained in {time.time() - t0:.1f} s; loss at fixed noise {before:.3f} without the LoRA -> {after:.3f} with it ({1 - after / before:.0%} lower)")
@@ -71,7 +72,8 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     sharp = lambda j: float(np.mean([tiny_purity(im) for im in col(j)]))
     log(f"{few} vs 30 steps with CFG 2, mean pixel difference: {image_distance(col(1), col(3)):.3f} with the LoRA, {image_distance(col(0), col(2)):.3f} without it; "
         f"with the LoRA, sharpness (tiny_purity) {sharp(1):.2f} in {few}, {sharp(3):.2f} in 30 steps")
-    log(f"done: everything is in {out}")
+    paths["seconds"] = time.time() - start
+    log(f"done in {paths['seconds']:.0f} s (training {paths['train_seconds']:.0f} s, {paths['train_seconds'] / steps:.2f} s a step): everything is in {out}")
     return paths
 
 # %% ../nbs/10_cli.ipynb

@@ -50,7 +50,7 @@ class ModelConfig:
     variant: str = opt("turbo", "Which model family member this is: sets sampling defaults and drift checks.", choices=("turbo", "de-turbo", "base", "tiny"))
     transformer_file: str = opt(COMFY_TURBO, "Where the transformer's weights come from instead of name_or_path's transformer/ folder: a local .safetensors or a Hub file 'owner/repo/path.safetensors' (ComfyUI or diffusers keys); '' = name_or_path.")
     components: str = opt("", "Where the text encoder, tokenizer, VAE and scheduler come from (Hub id or local diffusers folder); '' = name_or_path when it has them, else Tongyi-MAI/Z-Image-Turbo (Turbo, De-Turbo) or Tongyi-MAI/Z-Image (base).")
-    quantized_dir: str = opt("", "Keep the NF4 transformer in this folder after its first load (e.g. on Drive, about 3.5 GB) and load it from there in later sessions instead of downloading 12 GB; '' = off.")
+    quantized_dir: str = opt("", "Keep the NF4 transformer in this folder after its first load (e.g. on Drive, 2.9 GiB at real size) and load it from there in later sessions instead of downloading 12 GB; '' = off.")
     training_adapter: str = opt("v2", "Turbo training adapter used only while training: 'v1', 'v2', a local .safetensors, or '' for none.")
     distill_patch: str = opt("", "A few-step LoRA applied at inference, never trained: DistillPatch for Turbo, alibaba-pai's Fun distill LoRA for base ('' = none).")
     distill_patch_weight: float = opt(1.0, "Weight of distill_patch when sampling (the Fun distill LoRA's card: 0.7-0.8).", lo=0, hi=2)
@@ -316,6 +316,10 @@ def _cross_checks(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
             warns.append(f"sample.guidance = {cfg.sample.guidance} on Turbo: Turbo samples at guidance 0 (8 steps); use guidance > 0 only for non-accelerated comparisons")
     elif m.training_adapter:
         warns.append(f"model.training_adapter is set but variant is '{m.variant}': the adapter is only for Turbo; it will be ignored")
+    if ready and m.transformer_file.count("/") >= 2 and not Path(m.transformer_file).exists() and Path(m.name_or_path).expanduser().is_dir() \
+            and (Path(m.name_or_path).expanduser() / "transformer").is_dir():
+        warns.append(f"model.transformer_file is the Hub file {m.transformer_file}: the transformer is downloaded from there, not taken from your folder {m.name_or_path}; "
+                     "clear model.transformer_file to use the folder's own transformer")
     if m.training_adapter and m.distill_patch:
         problems.append(("model.distill_patch", "training adapter and DistillPatch are two alternative recipes; clear one of them"))
     for f in ("cache_latents", "cache_text_embeddings"):

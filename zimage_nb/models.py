@@ -455,12 +455,13 @@ def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str
     if kept is not None and (kept / "info.json").exists():
         try:
             t0 = time.time(); m = load_quantized(kept, device, dtype, progress)
-            m.load_report = dict(source=str(kept), kept=True, seconds=time.time() - t0)
+            m.load_report = LoadReport(files=[str(kept / QUANTIZED_FILE)], loaded=sum(1 for _ in m.parameters()), quantized=weight_report(m)["quantized_layers"])
+            m.from_kept = True
             if progress: print(f"transformer: the NF4 copy kept in {kept} ({time.time() - t0:.0f} s; nothing downloaded)")
             return m
         except Exception as e: warnings.warn(f"the kept NF4 transformer in {kept} could not be read ({e}): loading the original instead and writing it again")
     folder, single = transformer_weights(cfg, token, progress)
-    m = load_transformer(folder, cfg.quantization.transformer, dtype, device, single, progress)
+    m = load_transformer(folder, cfg.quantization.transformer, dtype, device, single, progress); m.from_kept = False
     if kept is not None:
         from zimage_nb.sources import transformer_location
         try:

@@ -171,7 +171,7 @@ def setting_columns(*names:str)->list[dict]:
     "One column per named sampling setting."
     return [dict(setting=n) for n in names]
 
-def _shown(name:str)->str: return {TRAINED: "LoRA", TRAINING_ADAPTER: "training adapter", DISTILL_PATCH: "DistillPatch"}.get(name, name)
+def _shown(name:str)->str: return {TRAINED: "LoRA", TRAINING_ADAPTER: "training adapter", DISTILL_PATCH: "few-step LoRA"}.get(name, name)
 
 def weight_sweep(name:str=TRAINED, weights=(0.0, 0.6, 0.8, 1.0), others:dict=None)->list[dict]:
     "One column per weight of LoRA `name` (plus `others` in effect throughout)."

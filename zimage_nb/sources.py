@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from .core import ZImageError, human_bytes
-from .config import ZConfig, COMFY_TURBO, FUN_DISTILL_8
+from .config import ZConfig, COMFY_TURBO
 
 # %% auto #0
 __all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'Location', 'parse_location', 'transformer_location',

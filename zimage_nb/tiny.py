@@ -160,10 +160,10 @@ def tiny_image(pipe:ZImagePipeline, # e.g. `tiny_pipeline()`
                 generator=g, max_sequence_length=64).images[0]
 
 # %% ../nbs/03_tiny.ipynb
-def tiny_turbo_file(kind:str # "adapter" (the tiny training adapter) or "patch" (the tiny DistillPatch)
+def tiny_turbo_file(kind:str # "adapter" (the tiny training adapter), "patch" (the tiny DistillPatch) or "fewstep" (the tiny base's few-step LoRA)
                    )->Path:
     "The path of a LoRA of the tiny Turbo family (package data, ostris / ComfyUI layout)."
-    names = {"adapter": "tiny_training_adapter.safetensors", "patch": "tiny_distill_patch.safetensors"}
+    names = {"adapter": "tiny_training_adapter.safetensors", "patch": "tiny_distill_patch.safetensors", "fewstep": "tiny_fewstep_lora.safetensors"}
     if kind not in names: raise ValueError(f"kind must be one of {list(names)}")
     return Path(_asset(names[kind]))
 

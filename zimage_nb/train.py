@@ -332,7 +332,7 @@ def train_step(run:Run)->dict:
     for m in range(t.grad_accum):
         k = (run.step * t.grad_accum + m) * run.world + run.rank
         loss = micro_loss(run, run.plan(k), _batch_generator(run.cfg.job.seed, k)) / t.grad_accum
-        if not torch.isfinite(loss) or float(loss) * t.grad_accum > LOSS_LIMIT: finite = False; break
+        if not torch.isfinite(loss) or float(loss.detach()) * t.grad_accum > LOSS_LIMIT: finite = False; break
         (run.scaler.scale(loss) if run.scaler else loss).backward()
         total += float(loss.detach())
     if run.world > 1:
