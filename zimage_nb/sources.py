@@ -139,4 +139,4 @@ def plan_bytes(plan:list[Fetch])->float:
 
 def describe_plan(plan:list[Fetch])->str:
     "One line per download, with its size."
-    return "\n".join(f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), {human_bytes(f.bytes) if f.bytes is not None else 'size not listed'}" for f in plan) or "  nothing to download"
+    return "\n".join(f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), {f.bytes / 1e9:.2f} GB" if f.bytes is not None else f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), size not listed" for f in plan) or "  nothing to download"
