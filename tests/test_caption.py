@@ -102,7 +102,8 @@ def test_training_captions_images_first_when_asked(tmp_path):
     cfg = preset("tiny", job__output_dir=str(tmp_path / "runs"), job__trigger_word="zxq", datasets__0__path=str(photos),
                  datasets__0__auto_caption="not-subject", advanced__caption_model="tiny", training__steps=2, sample__every=0, save__every=10)
     res = T.train(cfg, progress=False)
-    assert res["steps"] == 2 and len(list(photos.glob("*.txt"))) == 3
+    # the tiny random-weight captioner writes '+6222...' for one of the three pictures: a degenerate output, not written
+    assert res["steps"] == 2 and len(list(photos.glob("*.txt"))) == 2
     assert all(it.file for it in res["run"].items) and {t for t in res["run"].text_index if t.startswith("zxq")}   # the new captions, trigger filled in
 
 def test_degenerate_output_is_not_written(tmp_path, cap, monkeypatch):

@@ -46,11 +46,11 @@ def test_the_recipe_comparison_runs(tmp_path):
     r = subprocess.run([sys.executable, str(tool), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads((tmp_path / "recipes.json").read_text())
-    assert [x["recipe"] for x in rows] == ["tiny Turbo, no LoRA", "tiny base, no LoRA", "turbo + training adapter", "base (de-Turbo)",
-                                          "plain + DistillPatch", "plain (drifts)"]
+    assert [x["recipe"] for x in rows] == ["tiny Turbo, no LoRA", "tiny base, no LoRA", "tiny base + few-step LoRA, no subject LoRA", "turbo + training adapter",
+                                          "base (de-Turbo)", "plain + DistillPatch", "plain (drifts)", "base + few-step LoRA"]
     assert all(0 <= x["subject"] <= 1 and 0 <= x["class_sharpness"] <= 1 and x["few_step_gap"] > 0 for x in rows)
-    assert rows[0]["class_drift"] == 0 and all(x["class_drift"] > 0 for x in rows[2:])   # every LoRA changes something
-    assert (tmp_path / "recipes.md").read_text().count("\n") == 8 and (tmp_path / "recipes.png").exists()
+    assert rows[0]["class_drift"] == 0 and all(x["class_drift"] > 0 for x in rows[3:])   # every subject LoRA changes something
+    assert (tmp_path / "recipes.md").read_text().count("\n") == 10 and (tmp_path / "recipes.png").exists()
     # --summarize: the table over training seeds (here one run, so no ranges)
     r = subprocess.run([sys.executable, str(tool), "--summarize", str(tmp_path), "--out", str(tmp_path / "sum")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -169,7 +169,7 @@ def build_caches(reports:list[DatasetReport], # prepared datasets
                  text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu",
                  crop:str="center", seed:int=0, max_sequence_length:int=512, progress:bool=True,
                  flips:list=None,            # per report: also cache mirrored latents
-                 encoder_id:str=None,        # where the text encoder comes from (default: model_folder): with its precision, names its cached embeddings
+                 encoder_id:str=None,        # what the encoders are known by (default: model_folder; a Hub snapshot's path names its revision): with their precision, names the cached entries
                  fetch=None)->dict:          # fetch(("text_encoder",)) -> a folder holding it, when model_folder lacks it and it is needed
     "Cache latents and text embeddings, loading the VAE, and the text encoder only if some prompt is not cached yet."
     import weakref

@@ -68,7 +68,7 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
                          widget=[dict(text=prompt, output=dict(url=grid_name))] if grid_name else None)
     extra = ""
     if r["extra"]:
-        from zimage_nb.lora import ADAPTER_FILES
+        from zimage_nb.sources import ADAPTER_FILES
         spec = ADAPTER_FILES.get(r["extra"], r["extra"]); parts = spec.split("/")
         extra_repo, extra_file = "/".join(parts[:2]), "/".join(parts[2:]) or "model.safetensors"
         extra = (f"pipe.load_lora_weights({extra_repo!r}, weight_name={extra_file!r}, adapter_name='distill')\n"

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from .core import ZImageError, atomic_path
 
 # %% auto #0
-__all__ = ['MODULE_SETS', 'TRAINED', 'TRAINING_ADAPTER', 'DISTILL_PATCH', 'ADAPTER_FILES', 'target_regex', 'adapter_config',
+__all__ = ['MODULE_SETS', 'TRAINED', 'TRAINING_ADAPTER', 'DISTILL_PATCH', 'target_regex', 'adapter_config',
            'trainable_parameters', 'add_trainable_lora', 'lora_file', 'normalize_lora_keys', 'read_lora',
            'add_frozen_lora', 'adapter_names', 'active_adapters', 'use_adapters', 'adapters_off', 'trained_state',
            'export_lora', 'lora_metadata']
@@ -67,8 +67,7 @@ def add_trainable_lora(transformer, # a Z-Image transformer (bf16, nf4 or int8 b
     return params
 
 # %% ../nbs/07_lora.ipynb
-ADAPTER_FILES = {"v1": "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v1.safetensors",
-                 "v2": "ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_v2.safetensors"}
+from .sources import ADAPTER_FILES   # where 'v1' / 'v2' point (01b_sources)
 
 def lora_file(spec:str,                          # "v1", "v2", a local .safetensors, "owner/repo/file.safetensors" or "owner/repo"
               field:str="model.training_adapter", # the config field, named in errors

@@ -84,14 +84,13 @@ class Sampler:
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
         from zimage_nb.cache import cached_embeddings
         from zimage_nb.models import components_folder, load_run_transformer, compute_dtype, default_device, encoder_dtype
-        from zimage_nb.sources import components_location
         device = device or default_device(); dtype = compute_dtype(cfg.quantization.compute, device, cfg.model.variant)
         folder = components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
         tr = load_run_transformer(cfg, dtype, device, progress=progress)
         vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=encoder_dtype(dtype)).to(device).eval().requires_grad_(False)
         pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae, text_encoder=None, tokenizer=None, transformer=tr)
         work = Path(work) if work else Path(cfg.job.output_dir).expanduser() / cfg.job.name / "work"
-        embeds = cached_embeddings(work, str(components_location(cfg)), cfg.quantization.text_encoder, encoder_dtype(dtype), device, cfg.advanced.max_sequence_length)
+        embeds = cached_embeddings(work, str(folder), cfg.quantization.text_encoder, encoder_dtype(dtype), device, cfg.advanced.max_sequence_length)
         s = cls(pipe, folder, embeds, cfg.quantization.text_encoder, cfg.advanced.max_sequence_length, dtype, fetch=lambda parts: components_folder(cfg, parts, progress=progress))
         if cfg.model.distill_patch: s.add_lora(lora_file(cfg.model.distill_patch, "model.distill_patch"), DISTILL_PATCH, "model.distill_patch")
         if lora: s.add_lora(lora, TRAINED); use_adapters(s.tr, {TRAINED: 1.0, **({DISTILL_PATCH: cfg.model.distill_patch_weight} if cfg.model.distill_patch else {})})

@@ -10,7 +10,7 @@ from .core import ZImageError, human_bytes
 from .config import ZConfig, COMFY_TURBO
 
 # %% auto #0
-__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'Location', 'parse_location', 'transformer_location',
+__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'Location', 'parse_location', 'transformer_location',
            'components_location', 'Fetch', 'part_patterns', 'download_plan', 'plan_bytes', 'describe_plan']
 
 # %% ../nbs/01b_sources.ipynb
@@ -74,6 +74,7 @@ def parse_location(spec:str, # a config value: "owner/repo", "owner/repo/path.sa
 
 # %% ../nbs/01b_sources.ipynb
 FAMILY_COMPONENTS = {"turbo": "Tongyi-MAI/Z-Image-Turbo", "de-turbo": "Tongyi-MAI/Z-Image-Turbo", "base": "Tongyi-MAI/Z-Image"}
+ADAPTER_FILES = {v: f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors" for v in ("v1", "v2")}   # model.training_adapter's short names
 
 def _has_components(loc:Location)->bool|None:
     "Does this place hold a text encoder? (None: a Hub repository not listed here: assumed so)"
@@ -124,7 +125,6 @@ def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see 
     rest = [p for p in parts if p != "transformer"]
     if rest and comp.kind == "hub-repo": out.append(Fetch(", ".join(p.replace("_", " ") for p in rest), comp.where, ["model_index.json"] + [x for p in rest for x in part_patterns(p)]))
     if adapters:
-        from zimage_nb.lora import ADAPTER_FILES
         for spec, what in ((cfg.model.training_adapter if cfg.model.variant == "turbo" else "", "training adapter"), (cfg.model.distill_patch, "few-step LoRA")):
             spec = ADAPTER_FILES.get(spec, spec)
             if spec and not Path(spec).expanduser().exists() and spec.count("/") >= 1:

@@ -177,7 +177,6 @@ def prepare_run_data(run:Run, progress:bool=True):
     def work():
         from zimage_nb.caption import caption_datasets
         from zimage_nb.models import components_folder, encoder_dtype
-        from zimage_nb.sources import components_location
         with _timed(run, "captions"):
             for rep in caption_datasets(cfg, run.work, progress, run.device, encoder_dtype(run.dtype)):
                 if progress: print(rep.summary())
@@ -186,7 +185,7 @@ def prepare_run_data(run:Run, progress:bool=True):
         with _timed(run, "caches"):
             caches = build_caches(reports, run.model_folder, run.work, prompts + [c for c in classes if c], cfg.quantization.text_encoder,
                                   encoder_dtype(run.dtype), run.device, cfg.datasets[0].crop, cfg.job.seed, cfg.advanced.max_sequence_length, progress,
-                                  flips=[d.flip for d in cfg.datasets], encoder_id=str(components_location(cfg)),
+                                  flips=[d.flip for d in cfg.datasets],    # the encoders are known by this folder: a Hub snapshot's names its revision
                                   fetch=lambda parts: components_folder(cfg, parts, progress=progress))
         return reports, caches
     if run.rank == 0: reports, caches = work()
