@@ -94,16 +94,16 @@ def test_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ZImageError, match="is not a folder"): caption_images(tmp_path / "missing", **KW)
     with pytest.raises(ZImageError, match="use one of short, detailed, not-subject"): caption_images(photos(tmp_path / "d", 1), style="tags", **KW)
 
-def test_training_captions_images_first_when_asked(tmp_path):
-    import zimage_nb.train as T
+def test_training_captions_images_first_when_asked(tmp_path, monkeypatch):
+    import zimage_nb.train as T, zimage_nb.caption as C
+    monkeypatch.setattr(C, "degenerate", lambda text: "")     # the tiny random-weight captioner's output can be degenerate ('+6222...'), depending on versions: tested above
     from zimage_nb.config import preset
     photos = T.write_demo_dataset(tmp_path / "photos", n=3)
     for f in photos.glob("*.txt"): f.unlink()
     cfg = preset("tiny", job__output_dir=str(tmp_path / "runs"), job__trigger_word="zxq", datasets__0__path=str(photos),
                  datasets__0__auto_caption="not-subject", advanced__caption_model="tiny", training__steps=2, sample__every=0, save__every=10)
     res = T.train(cfg, progress=False)
-    # the tiny random-weight captioner writes '+6222...' for one of the three pictures: a degenerate output, not written
-    assert res["steps"] == 2 and len(list(photos.glob("*.txt"))) == 2
+    assert res["steps"] == 2 and len(list(photos.glob("*.txt"))) == 3
     assert all(it.file for it in res["run"].items) and {t for t in res["run"].text_index if t.startswith("zxq")}   # the new captions, trigger filled in
 
 def test_degenerate_output_is_not_written(tmp_path, cap, monkeypatch):
