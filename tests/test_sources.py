@@ -61,6 +61,8 @@ def hub(tmp_path_factory):
               for k, v in load_file(str(write_tiny_lora(tr, root / "tmp.safetensors", "kohya", rank=4, seed=3, blocks=("layers",)))).items()}
         save_file(sd, str(root / "alibaba-pai/Z-Image-Fun-Lora-Distill" / f))
     (root / "tmp.safetensors").unlink()
+    for f in REPOS["Qwen/Qwen3-VL-2B-Instruct"]["files"]:                           # names only: the captioner itself is tested offline (05b_caption)
+        (root / "Qwen/Qwen3-VL-2B-Instruct" / f).write_text("{}")
     served = {repo: sorted(str(p.relative_to(root / repo)) for p in (root / repo).rglob("*") if p.is_file()) for repo in REPOS}
     for repo, files in served.items(): assert set(files) == set(REPOS[repo]["files"]), repo   # the fake Hub holds exactly the listed names
     return root
@@ -86,6 +88,7 @@ def fake(hub, tmp_path, monkeypatch):
         fetched.append(f"{repo}/{filename}"); return str(cache / repo / filename)
     monkeypatch.setattr(M, "HfApi", Api); monkeypatch.setattr(M, "snapshot_download", snapshot)
     import huggingface_hub; monkeypatch.setattr(huggingface_hub, "hf_hub_download", file)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, token=None, allow_patterns=None, **kw: snapshot(repo, allow_patterns or ["*"]))
     return fetched
 
 @pytest.mark.parametrize("name", [p for p in PRESETS if p != "tiny"])
@@ -107,3 +110,13 @@ def test_a_file_the_repository_does_not_hold_is_named(fake):
     from zimage_nb.core import ZImageError
     cfg = preset(model__transformer_file="Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_fp8.safetensors")
     with pytest.raises(ZImageError, match="z_image_turbo_fp8.safetensors is not in Hub repo Comfy-Org/z_image_turbo"): M.transformer_weights(cfg)
+
+def test_the_captioner_download_is_in_the_plan(fake):
+    "With automatic captions on, the plan (and so the planner's set-up time) counts the captioner, and its download is what the plan says."
+    from zimage_nb.caption import captioner_folder
+    cfg = preset(datasets__0__auto_caption="detailed")
+    plan = [f for f in download_plan(cfg) if f.what == "captioner"]
+    assert [(f.repo, f.bytes > 4e9) for f in plan] == [("Qwen/Qwen3-VL-2B-Instruct", True)]
+    folder = captioner_folder(cfg.advanced.caption_model)
+    assert (folder / "model.safetensors").exists() and (folder / "preprocessor_config.json").exists()
+    assert set(fake) == {f"Qwen/Qwen3-VL-2B-Instruct/{f}" for f in REPOS["Qwen/Qwen3-VL-2B-Instruct"]["files"]}

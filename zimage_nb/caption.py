@@ -13,13 +13,12 @@ from .core import ZImageError, atomic_write_text, clean_text, release_freed_memo
 from .data import IMAGE_EXTS, UNPACK_REPORT, Skip, clean_image, is_junk, read_caption
 
 # %% auto #0
-__all__ = ['CAPTION_MODELS', 'STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FILE', 'style_prompt',
-           'degenerate', 'finish_caption', 'Captioner', 'captioner_folder', 'load_captioner', 'tiny_captioner_folder',
-           'describe', 'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
+__all__ = ['STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FILE', 'style_prompt', 'degenerate',
+           'finish_caption', 'Captioner', 'captioner_folder', 'load_captioner', 'tiny_captioner_folder', 'describe',
+           'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
 
 # %% ../nbs/05b_caption.ipynb
-CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct",
-                  "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}
+from .sources import CAPTION_MODELS, CAPTION_PATTERNS   # the captioners' repositories and what a download fetches (01b_sources)
 STYLES = {
     "short": ("Write one short sentence (at most 20 words) describing this image for a text-to-image training caption. "
               "Plain prose, no preamble.", 48),
@@ -111,7 +110,7 @@ def captioner_folder(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
     from zimage_nb.models import _is_network_error
-    try: return Path(snapshot_download(repo, token=token, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*"]))
+    try: return Path(snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS)))
     except RepositoryNotFoundError: raise ZImageError(f"captioner {repo} was not found on the Hub", f"check the name; known ones: {', '.join(CAPTION_MODELS)}") from None
     except Exception as e:
         if not _is_network_error(e): raise

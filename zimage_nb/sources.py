@@ -10,8 +10,9 @@ from .core import ZImageError, human_bytes
 from .config import ZConfig, COMFY_TURBO
 
 # %% auto #0
-__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'Location', 'parse_location', 'transformer_location',
-           'components_location', 'Fetch', 'part_patterns', 'download_plan', 'plan_bytes', 'describe_plan']
+__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS', 'Location',
+           'parse_location', 'transformer_location', 'components_location', 'Fetch', 'part_patterns', 'download_plan',
+           'plan_bytes', 'describe_plan']
 
 # %% ../nbs/01b_sources.ipynb
 GB = 1e9
@@ -43,6 +44,9 @@ REPOS = {
         read_from="SimpleTuner simpletuner/helpers/models/z_image/model.py (ASSISTANT_LORA_WEIGHT_NAMES)"),
     "DiffSynth-Studio/Z-Image-Turbo-DistillPatch": dict(files={"model.safetensors": None},
         read_from="DiffSynth-Studio's DistillPatch article (modelscope.cn) and its examples"),
+    "Qwen/Qwen3-VL-2B-Instruct": dict(files={"model.safetensors": 4_264_218_424, **{f: 1e6 for f in ("config.json", "tokenizer.json", "tokenizer_config.json",
+                                                                                             "preprocessor_config.json", "chat_template.json", "vocab.json")}},
+        read_from="public download scripts and model registries naming its files (model.safetensors, 4,264,218,424 bytes; config, tokenizer, tokenizer_config, preprocessor_config, chat_template, vocab); the captioner fetches it by pattern (05b_caption), so a file not listed here is fetched too"),
     "alibaba-pai/Z-Image-Fun-Lora-Distill": dict(files={f"Z-Image-Fun-Lora-Distill-{n}.safetensors": None for n in
                                                         ("8-Steps", "8-Steps-2602", "4-Steps-2602", "8-Steps-2603")},
         read_from="diffusers PR 13126 (closed, not merged) and public configs naming the 2603 file"),
@@ -75,6 +79,8 @@ def parse_location(spec:str, # a config value: "owner/repo", "owner/repo/path.sa
 # %% ../nbs/01b_sources.ipynb
 FAMILY_COMPONENTS = {"turbo": "Tongyi-MAI/Z-Image-Turbo", "de-turbo": "Tongyi-MAI/Z-Image-Turbo", "base": "Tongyi-MAI/Z-Image"}
 ADAPTER_FILES = {v: f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors" for v in ("v1", "v2")}   # model.training_adapter's short names
+CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct", "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}   # advanced.caption_model's short names
+CAPTION_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*")   # what a captioner download fetches
 
 def _has_components(loc:Location)->bool|None:
     "Does this place hold a text encoder? (None: a Hub repository not listed here: assumed so)"
@@ -130,6 +136,9 @@ def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see 
             if spec and not Path(spec).expanduser().exists() and spec.count("/") >= 1:
                 repo, file = "/".join(spec.split("/")[:2]), "/".join(spec.split("/")[2:]) or "model.safetensors"
                 out.append(Fetch(what, repo, [file]))
+    if any(d.auto_caption != "off" for d in cfg.datasets):
+        repo = CAPTION_MODELS.get(cfg.advanced.caption_model, cfg.advanced.caption_model)
+        if repo.count("/") == 1 and not Path(repo).expanduser().exists(): out.append(Fetch("captioner", repo, list(CAPTION_PATTERNS)))
     for f in out: f.bytes = _size(f.repo, f.patterns)
     return out
 
