@@ -61,7 +61,7 @@ def videox_fun(w):
     return out
 
 def peft_default(w):
-    "peft's own parameter names with the adapter name (`...to_q.lora_A.default.weight`), as a trainer that saves its trainable parameters directly writes them (the tiny test bed's 'diffsynth' layout; DiffSynth-Studio's format not checked against its code)."
+    "peft's own parameter names with the adapter name (`...to_q.lora_A.default.weight`), as a trainer that saves its trainable parameters directly writes them (the tiny test bed's 'diffsynth' layout). DiffSynth-Studio writes this: `diffsynth/diffusion/training_module.py` (modelscope/DiffSynth-Studio) injects a peft `LoraConfig` with `inject_adapter_in_model`, and `export_trainable_state_dict` keeps the trainable parameters' own names with only a prefix such as `pipe.dit.` removed; its Z-Image DiT's module names were not checked against diffusers'."
     return {f"{n}.lora_{x}.default.weight": t for n, (a, b) in w.items() for x, t in (("A", a), ("B", b))}
 
 LAYOUTS = {"ai-toolkit": (ai_toolkit, {}), "diffusers / SimpleTuner": (diffusers_peft, {}), "musubi-tuner": (musubi, dict(blocks=("layers",))),

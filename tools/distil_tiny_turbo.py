@@ -211,12 +211,15 @@ def phase_adapter(a, pipe):
         export_lora(tr, ASSETS / "tiny_training_adapter.safetensors", "fp16", lora_meta("tiny-training-adapter", step, loss, minutes, rank=a.rank, purity_1_step=r[1][0], purity_2_steps=r[2][0]))
     train_loop(a, tr, params, loss_fn, "adapter", save)
 
+def trajectory_data(a, pipe, seed):
+    "The seeded generators, the cached trajectories (points, latents, texts) and the sampling schedules the LoRA phases train on."
+    torch.manual_seed(0); rng = random.Random(seed)
+    T = torch.load(a.traj_cache, weights_only=False)           # our own file
+    return rng, T["points"], T["data"], T["texts"], {n: schedule(pipe, n) for n in SCHEDULES}
+
 def phase_patch(a, pipe):
     "A LoRA trained with the student's trajectory loss on the student with the training adapter in place."
-    torch.manual_seed(0); rng = random.Random(1)
-    T = torch.load(a.traj_cache, weights_only=False)           # our own file
-    points, data, texts = T["points"], T["data"], T["texts"]
-    sched = {n: schedule(pipe, n) for n in SCHEDULES}
+    rng, points, data, texts, sched = trajectory_data(a, pipe, 1)
     tr = student_transformer().train()
     add_frozen_lora(tr, ASSETS / "tiny_training_adapter.safetensors", TRAINING_ADAPTER)
     params = add_trainable_lora(tr, TargetConfig(rank=a.rank, alpha=float(a.rank)))
@@ -231,10 +234,7 @@ def phase_patch(a, pipe):
 
 def phase_fewstep(a, pipe):
     "A LoRA trained with the student's trajectory loss on the tiny base itself: base + LoRA samples in few steps."
-    torch.manual_seed(0); rng = random.Random(2)
-    T = torch.load(a.traj_cache, weights_only=False)           # our own file
-    points, data, texts = T["points"], T["data"], T["texts"]
-    sched = {n: schedule(pipe, n) for n in SCHEDULES}
+    rng, points, data, texts, sched = trajectory_data(a, pipe, 2)
     tr = copy.deepcopy(pipe.transformer).train()
     params = add_trainable_lora(tr, TargetConfig(rank=a.rank, alpha=float(a.rank)))
     def loss_fn(step):
