@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A copy of the workplace's ../shared/gpu/pack_wheels.sh, for machines without ../shared (CI): bench/gpu_rehearsal.sh uses
-# the shared one where it exists. Keep the two the same.
+# the shared one where it exists. It differs in one place: a missing .git/info is made, and a .git that is not a folder
+# (a worktree) is left alone (.gitignore lists /.gpu-wheels/ anyway). Keep the rest the same.
 # Packs what the GPU machine lacks into <repo>/.gpu-wheels (ignored by git; with the tracked tree it stays under
 # the 64 MiB that can be sent to that machine), so one command there installs it offline in seconds.
 #   bash ../shared/gpu/pack_wheels.sh [REPO=.] [BNB=0.50.2] [DIFFUSERS=0.42.1]
@@ -21,7 +22,8 @@ python -m pip install -q wheel
   find "$d/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name 'libbitsandbytes_cpu.so' ! -name 'libbitsandbytes_cuda13*.so' -delete
   python -m wheel pack -d "$out" "$d" >/dev/null )
 cp "$tmp"/diffusers-*.whl "$out"/
-grep -qxF "/.gpu-wheels/" "$repo/.git/info/exclude" 2>/dev/null || echo "/.gpu-wheels/" >> "$repo/.git/info/exclude"
+[ -d "$repo/.git/info" ] || [ ! -d "$repo/.git" ] || mkdir -p "$repo/.git/info"
+[ ! -d "$repo/.git/info" ] || grep -qxF "/.gpu-wheels/" "$repo/.git/info/exclude" 2>/dev/null || echo "/.gpu-wheels/" >> "$repo/.git/info/exclude"
 rm -rf "$tmp"
 du -ch "$out"/* | sed 's/^/  /'
 tree=$(cd "$repo" && git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
