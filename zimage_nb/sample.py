@@ -146,15 +146,19 @@ Sampler.image = _image
 # %% ../nbs/09_sample.ipynb
 def fit_small_gpu(pipe, offload:str="none", # AdvancedConfig.offload: none, model or group
                   vae_tiling:bool=False, device:str=None)->list[str]:
-    "Apply offload and VAE tiling to a pipeline; returns what was done."
+    "Apply offload and VAE tiling to a pipeline; returns what was done. `group` keeps 2 blocks of the transformer (and text encoder) on the GPU, the rest in pinned host memory, prefetching the next (NF4 included)."
     done = []
     if vae_tiling: pipe.vae.enable_tiling(); done.append("VAE tiling")
     if offload != "none":
         if not torch.cuda.is_available(): warnings.warn(f"advanced.offload = {offload!r} needs a CUDA GPU; skipped on this machine")
         elif offload == "model": pipe.enable_model_cpu_offload(device=device or "cuda"); done.append("model CPU offload")
-        else:
-            pipe.transformer.enable_group_offload(onload_device=torch.device(device or "cuda"), offload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
-            done.append("group offload (transformer blocks)")
+        else:   # block by block with this package's offloader: diffusers' group offloading leaves bitsandbytes' 4-bit scales on the host
+            from zimage_nb.offload import BlockOffload
+            dev = device or "cuda"
+            pipe._block_offload = [BlockOffload(pipe.transformer, dev, resident=2, prefetch=True)]
+            if pipe.text_encoder is not None: pipe._block_offload.append(BlockOffload(pipe.text_encoder, dev, resident=2, prefetch=True))
+            pipe.vae.to(dev)                              # small (84 M parameters); decoding on the host would meet GPU latents
+            done.append("block offload (transformer" + (" and text encoder" if pipe.text_encoder is not None else "") + ", 2 blocks resident)")
     return done
 
 # %% ../nbs/09_sample.ipynb

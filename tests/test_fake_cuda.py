@@ -1,0 +1,195 @@
+"""CUDA paths rehearsed on the CPU build (tools/fake_cuda.py): the real-size models on fake CUDA tensors (no data, no memory),
+and training on tracked CUDA (real numbers at tiny size, every would-be GPU tensor tracked, any mix with a host tensor refused).
+Every other test runs on device "cpu", where a tensor left on the host cannot fail; these run on "cuda"."""
+import importlib.util, shutil, sys
+from pathlib import Path
+import pytest, torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("fake_cuda", ROOT / "tools" / "fake_cuda.py")
+FC = importlib.util.module_from_spec(spec); sys.modules["fake_cuda"] = FC; spec.loader.exec_module(FC)
+
+import zimage_nb.train as T
+from zimage_nb.config import preset
+from zimage_nb.tiny import tiny_pipeline, write_tiny_lora
+
+# ------------------------------------------------------------------------------------------------ the harnesses catch what they should
+def test_fake_cuda_moves_refuses_mixes_and_stands_in_for_torch_cuda():
+    from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError
+    lin = torch.nn.Linear(8, 4).requires_grad_(False)
+    with FC.FakeCuda("T4") as fc:
+        lin.to("cuda")
+        x = torch.randn(2, 8).cuda()
+        assert lin.weight.device == x.device == FC.CUDA0 and lin(x).shape == (2, 4)
+        assert torch.tensor([3, 1], device="cuda").tolist() == [3, 1]          # small tensors keep their values
+        with pytest.raises(FakeTensorDeviceMismatchError): lin(torch.randn(2, 8))
+        assert torch.cuda.get_device_properties(0).total_memory == 15 * 2**30 and not torch.cuda.is_bf16_supported(including_emulation=False)
+    assert ("get_device_properties", True) in fc.cuda_calls and torch.cuda.is_available() is False   # restored afterwards
+
+def test_tracker_refuses_host_tensors_and_unwaited_copies():
+    lin = torch.nn.Linear(8, 4)
+    with FC.DeviceTracker() as dt:
+        lin.to("cuda")
+        x = torch.randn(2, 8, device="cuda")
+        y = lin(x)
+        assert y.device == FC.CUDA0 and (y + torch.zeros(4, device=y.device)).device == FC.CUDA0
+        y.sum().backward()
+        assert lin.weight.grad.device == FC.CUDA0
+        assert (y * torch.tensor(2.0)).device == FC.CUDA0                     # a 0-dim host scalar is allowed, as on a GPU
+        with pytest.raises(FC.DeviceMismatch, match=r"host tensor\(s\) of shape \(2, 4\)"): y + torch.randn(2, 4)
+        with pytest.raises(FC.DeviceMismatch): torch.nn.Linear(8, 4)(x)        # a layer left on the host
+        side, host = torch.cuda.Stream(), torch.ones(4).pin_memory()
+        with torch.cuda.stream(side):
+            d = host.to("cuda", non_blocking=True); ev = torch.cuda.Event(); ev.record(side)
+        with pytest.raises(FC.StreamOrderError): d + y
+        torch.cuda.current_stream().wait_event(ev)
+        assert (d + y).device == FC.CUDA0
+    assert lin.weight.device.type == "cpu"                                      # outside: plain CPU tensors again
+
+# ------------------------------------------------------------------------------------------------ real size, fake CUDA
+def test_real_size_transformer_on_fake_cuda():
+    "The published config (6.15 B): bf16 at 1024², and fp16 with the fp16-safe hooks on a T4 at 512²."
+    bf = FC.real_transformer_forward(1024, torch.bfloat16)
+    assert 6.1e9 < bf["params"] < 6.2e9
+    assert bf["shape"] == (1, 16, 128, 128) and bf["device"] == "cuda:0" and bf["dtype"] == torch.float32
+    t4 = FC.real_transformer_forward(512, torch.float16, fp16_safe=True, gpu="T4")
+    assert t4["shape"] == (1, 16, 64, 64) and t4["device"] == "cuda:0" and t4["hooks"] > 30
+    assert not [e for e in bf["log"] + t4["log"] if e[0] == "to host"]        # nothing went back to the host on the way
+
+def test_real_size_text_encoder_on_fake_cuda():
+    r = FC.real_text_encoder_forward()
+    assert 3.9e9 < r["params"] < 4.1e9                                          # Qwen3-4B without its LM head
+    assert all(s[1] == 2560 for s in r["shapes"]) and r["devices"] == {"cuda:0"} and r["dtypes"] == {torch.bfloat16}
+
+# ------------------------------------------------------------------------------------------------ tiny, fake CUDA: sampling and caching
+def test_sampling_on_fake_cuda():
+    "Turbo (1 step, no CFG) and the non-accelerated setting with CFG, through the whole pipeline (text encoder, scheduler, VAE)."
+    from zimage_nb.sample import Sampler
+    pipe = tiny_pipeline()
+    for m in (pipe.transformer, pipe.text_encoder, pipe.vae): m.requires_grad_(False)
+    with FC.FakeCuda() as fc:
+        pipe.to("cuda")
+        s = Sampler(pipe)
+        assert str(s.device) == "cuda:0"
+        turbo = s.image("zxq, a photo", width=64, height=64, steps=1)
+        cfg = s.image("zxq, a photo", width=64, height=64, setting="non-accelerated", steps=1, guidance=3.0)
+    assert turbo.size == cfg.size == (64, 64)
+
+def test_caching_on_fake_cuda(tmp_path, tiny_folder):
+    "The text encoder and the VAE on the device, what they make written to the cache (zeros: fake tensors carry no data)."
+    from zimage_nb.cache import build_caches
+    from zimage_nb.data import prepare_dataset
+    rep = prepare_dataset(T.write_demo_dataset(tmp_path / "photos", n=2), tmp_path / "prep", resolutions=(64,))
+    with FC.FakeCuda() as fc:
+        res = build_caches([rep], tiny_folder, tmp_path / "w", max_sequence_length=64, progress=False, device="cuda",
+                           text_encoder_quant="bf16", dtype=torch.bfloat16)
+    saved = [e for e in fc.log if e[0] == "saved"]
+    assert len(list((tmp_path / "w").rglob("*.safetensors"))) >= 4 and len(saved) >= 4
+    assert res["latents"]["vae_loaded"] and res["text"]["encoder_loaded"] and res["released"]   # both ran on the device, then let go
+
+# ------------------------------------------------------------------------------------------------ tiny, tracked CUDA: training
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fakecuda")
+    data = T.write_demo_dataset(d / "photos", n=6)
+    for p in data.glob("*.png"):                      # a mask per image: the centre square
+        m = Image.new("L", Image.open(p).size, 0); m.paste(255, (16, 16, m.size[0] - 16, m.size[1] - 16)); m.save(p.with_name(p.stem + ".mask.png"))
+    adapter = write_tiny_lora(tiny_pipeline().transformer, d / "adapter.safetensors", "ostris", rank=4, seed=3, scale=0.1)
+    return d, data, adapter
+
+def tracked_run(setup, name, gpu="H200", **kw):
+    d, data, adapter = setup
+    base = dict(job__output_dir=str(d / "runs"), job__name=name, job__trigger_word="zxq", datasets__0__path=str(data),
+                model__variant="turbo", model__training_adapter=str(adapter), training__steps=2, save__every=2, sample__every=2,
+                training__ema_decay=0.9, training__eval_every=1, training__eval_holdout=1)
+    with FC.DeviceTracker(gpu) as dt:
+        res = T.train(preset("tiny", **{**base, **kw}), work=d / f"work-{name}", progress=False, device="cuda:0")
+    return res, dt
+
+CASES = {   # NF4 + 8-bit AdamW + the training adapter + EMA + validation + sampling in every case
+    "nf4-bf16": dict(quantization__compute="bf16", training__dop_class_word="disc", datasets__0__flip=True, datasets__0__masks=True),
+    "nf4-fp16-safe-T4": dict(quantization__compute="fp16-safe", datasets__0__masks=True),
+    "bf16-base": dict(quantization__transformer="bf16", quantization__compute="bf16"),
+    "offload-fp16-safe-T4": dict(quantization__compute="fp16-safe", advanced__train_offload=True, advanced__offload_resident=1)}
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_training_on_tracked_cuda(setup, name):
+    "2 steps on 'cuda' (caching included: each case has its own work folder): no tensor meets one on the other side."
+    res, dt = tracked_run(setup, name, gpu="T4" if "T4" in name else "H200", **CASES[name])
+    run = res["run"]
+    assert res["steps"] == 2 and all(dt.on_gpu(p) for p in run.params)      # the LoRA trained on the device, offload or not
+    assert run.dtype == (torch.float16 if "fp16" in name else torch.bfloat16)
+    assert Path(res["lora"]).exists()
+    if run.offload:
+        assert ("Stream", True) in dt.cuda_calls and ("Event", False) in dt.cuda_calls   # the prefetch ran on the side stream
+        assert not [e for e in dt.log if e[0].startswith("non-blocking copy from unpinned")]
+
+def test_tracked_training_catches_a_host_tensor(setup, monkeypatch):
+    "A bug put in on purpose: a target built with torch.zeros(shape), no device: on a GPU a device error; here too."
+    real = T.guided_target
+    monkeypatch.setattr(T, "guided_target", lambda pred, target, g: real(pred, target, g) + torch.zeros(target.shape))
+    with pytest.raises(FC.DeviceMismatch): tracked_run(setup, "bug-host", training__eval_every=0, sample__every=0)
+
+def test_tracked_offload_catches_a_missing_wait(setup, monkeypatch):
+    "Offload's prefetch with the wait for its copy taken out: the block is used before its copy is known to be done."
+    monkeypatch.setattr(FC._Stream, "wait_event", lambda self, ev: None)
+    with pytest.raises(FC.StreamOrderError):
+        tracked_run(setup, "bug-wait", quantization__compute="bf16", advanced__train_offload=True, advanced__offload_resident=1,
+                    training__eval_every=0, sample__every=0)
+
+# ------------------------------------------------------------------------------------------------ captions, and what runs before the launcher
+def test_captioning_on_tracked_cuda(tmp_path):
+    "The GPU branch of the captioner (bitsandbytes NF4 config, device_map on the GPU, memory counters) with the tiny Qwen3-VL."
+    import zimage_nb.caption as C
+    photos = T.write_demo_dataset(tmp_path / "p", n=2)
+    for f in photos.glob("*.txt"): f.unlink()
+    with FC.DeviceTracker("T4") as dt:
+        rep = C.caption_images(photos, batch_size=2, model="tiny", device="cuda", dtype=torch.float32, progress=False)
+    assert [r.status for r in rep.rows] == ["captioned"] * 2 and len(list(photos.glob("*.txt"))) == 2 and rep.released
+    assert ("mem_get_info", True) in dt.cuda_calls and ("reset_peak_memory_stats", False) in dt.cuda_calls
+
+def test_what_the_panels_call_before_the_launcher_leaves_cuda_uninitialised(monkeypatch, tmp_path):
+    """A two-GPU Kaggle machine: detecting the GPUs, the suggestions, the estimate and the GPU count ask nvidia-smi and NVML only.
+    (The caching before the launch does run on cuda:0 in the notebook's process, on purpose: the workers are fresh processes,
+    `torchrun`, so an initialised CUDA there does not reach them; see tests/test_launch.py.)"""
+    import zimage_nb.hardware as H, zimage_nb.launch as L
+    from zimage_nb.panels import ConfigPanels
+    monkeypatch.setattr(H, "_smi_props", lambda index=0: ("Tesla T4", 15.0, (7, 5)))   # what nvidia-smi answers on Kaggle's T4 x2
+    monkeypatch.setattr(H, "_pcie_link", lambda index=0: (3, 16))
+    with FC.FakeCuda("T4", n=2) as fc:
+        hw = H.detect_hardware()
+        panels = ConfigPanels(preset(job__output_dir=str(tmp_path)))
+        panels.apply_hardware("kaggle"); panels.check()
+        n = L.gpu_count()
+    assert hw.gpu_name == "Tesla T4" and hw.gpu_count == 2 and n == 2
+    assert not fc.stand_in.initialised, [c for c in fc.cuda_calls if c[1]]
+    assert panels.cfg.quantization.compute == "fp16-safe"                      # the T4's suggestion, applied
+
+def test_the_launchers_preparation_on_tracked_cuda(setup):
+    "What `launch_training` does in the notebook's process before the workers start (download, captions, caches) on cuda:0 of two."
+    import zimage_nb.launch as L
+    d, data, adapter = setup
+    cfg = preset("tiny", job__output_dir=str(d / "runs"), job__name="prelaunch", datasets__0__path=str(data), model__variant="turbo",
+                 model__training_adapter=str(adapter), advanced__num_processes=2)
+    with FC.DeviceTracker("T4", n=2) as dt:
+        folder = L.prepare_shared(cfg, d / "work-prelaunch", progress=False)
+    assert (Path(folder) / "vae").is_dir() and list((d / "work-prelaunch" / "cache" / "latents").glob("*.safetensors"))
+    assert dt.stand_in.initialised and ("empty_cache", False) in dt.cuda_calls   # on purpose (see above), and let go before the launch
+
+@pytest.mark.parametrize("offload", ["model", "group"])
+@pytest.mark.parametrize("quant", ["fp32", "nf4"])
+def test_sampling_offload_on_tracked_cuda(offload, quant):
+    """`fit_small_gpu` (advanced.offload) on 'cuda'. Found here: "group" used diffusers' group offloading on the transformer only,
+    so the VAE decoded GPU latents on the host, and an NF4 transformer met its 4-bit scales on the host (bitsandbytes.gemm_4bit)."""
+    from zimage_nb.models import load_transformer, tiny_model_folder
+    from zimage_nb.sample import Sampler, fit_small_gpu
+    pipe = tiny_pipeline()
+    ref = Sampler(tiny_pipeline()).image("zxq", width=64, height=64, steps=1)
+    if quant == "nf4": pipe.transformer = load_transformer(tiny_model_folder(), quant="nf4", dtype=torch.float32, device="cpu", progress=False)
+    with FC.DeviceTracker("T4") as dt:
+        done = fit_small_gpu(pipe, offload, device="cuda")
+        im = Sampler(pipe).image("zxq", width=64, height=64, steps=1)
+    assert len(done) == 1 and im.size == (64, 64)
+    if offload == "group": assert pipe._block_offload[0].stats()["loads"] >= 6 and dt.on_gpu(next(pipe.vae.parameters()))
+    if quant == "fp32": assert im.tobytes() == ref.tobytes()                # moved around, the same picture
