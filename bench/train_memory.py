@@ -133,6 +133,7 @@ def main():
     ap.add_argument("--offload", type=int, nargs="+", default=[0], help="training offload: resident blocks (0 = off)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--compute", choices=("bf16", "fp16-safe", "fp32"), help="compute (default: bf16 at real size or on a GPU, else fp32); fp16-safe = what a T4 gets")
     ap.add_argument("--json", help="also append each row, in bytes, to this JSON-lines file")
     a = ap.parse_args()
     def keep(row):
@@ -141,7 +142,7 @@ def main():
         return row
     device = "cuda" if torch.cuda.is_available() else "cpu"
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; scale {a.scale}; rank 16; batch {a.batch}; 128 caption tokens; AdamW8bit; {a.steps} measured step(s) after 1 warm-up")
+    print(f"device: {name}; scale {a.scale}; compute {a.compute or 'default'}; rank 16; batch {a.batch}; 128 caption tokens; AdamW8bit; {a.steps} measured step(s) after 1 warm-up")
     print("| quant | res | main layers | grad. ckpt | offload (resident) | persistent tensors | step peak above them | tensors at peak | peak allocated (CUDA) | peak reserved (CUDA) | s/it | planner (tensors) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for q in a.quant:
@@ -150,7 +151,7 @@ def main():
                 for o in a.offload:
                     rows = []
                     for L in a.layers:
-                        rows.append(keep(run_one(a.scale, L, q, r, c == "on", o, a.steps, device, a.batch))); print(fmt(rows[-1]), flush=True)
+                        rows.append(keep(run_one(a.scale, L, q, r, c == "on", o, a.steps, device, a.batch, compute=a.compute))); print(fmt(rows[-1]), flush=True)
                     if a.scale == "real" and len(rows) >= 2 and rows[-1]["layers"] != 30: print(fmt(keep(extrapolate(rows[0], rows[-1])), True), flush=True)
 
 if __name__ == "__main__": main()

@@ -193,3 +193,30 @@ def test_sampling_offload_on_tracked_cuda(offload, quant):
     assert len(done) == 1 and im.size == (64, 64)
     if offload == "group": assert pipe._block_offload[0].stats()["loads"] >= 6 and dt.on_gpu(next(pipe.vae.parameters()))
     if quant == "fp32": assert im.tobytes() == ref.tobytes()                # moved around, the same picture
+
+# ------------------------------------------------------------------------------------------------ memory where the GPU would count it
+@pytest.mark.parametrize("quant,dtype", [("nf4", torch.float32), ("bf16", torch.bfloat16)])
+def test_text_encoder_caching_memory_beside_the_planner(quant, dtype):
+    """Qwen3-4B's caching step at real size on fake CUDA (NF4 through bitsandbytes' registered ops), counted per storage:
+    the planner's `text_encoder_bytes` within 5% (weights to 0.01%), and the measured bytes as bench/RESULTS.md has them."""
+    from zimage_nb.planner import text_encoder_bytes
+    r = FC.text_encoder_caching_peak(quant, dtype, 512)
+    est = text_encoder_bytes(quant, 4 if dtype == torch.float32 else 2, 512)
+    assert abs(est["weights"] / r["weights"] - 1) < 1e-4 and abs(est["total"] / r["peak"] - 1) < 0.05
+    assert r["emb"][0][1] == 2560 and r["emb"][1] == dtype and r["emb"][2] == "cuda:0"
+    assert r["weights"] == {"nf4": 3_431_184_112, "bf16": 8_044_936_704}[quant]     # bench/RESULTS.md, 2026-12-02
+
+# ------------------------------------------------------------------------------------------------ loading
+@pytest.mark.parametrize("quant,single", [("nf4", False), ("nf4", True), ("int8", False), ("bf16", True)])
+def test_loading_onto_tracked_cuda(tiny, tiny_folder, tmp_path, quant, single):
+    "The streaming loader (a diffusers folder or a single file) straight onto 'cuda': every weight there, the forward as on the CPU."
+    from zimage_nb.models import load_transformer, tiny_forward, relative_error
+    from zimage_nb.tiny import write_single_file
+    f = write_single_file(tiny.transformer, tmp_path / "z.safetensors", dtype=torch.float32) if single else None
+    ref = tiny_forward(load_transformer(tiny_folder, quant, torch.float32, "cpu", single_file=f, progress=False))
+    with FC.DeviceTracker("T4") as dt:
+        tr = load_transformer(tiny_folder, quant, torch.float32, "cuda", single_file=f, progress=False)
+        out = tiny_forward(tr, device="cuda")
+    assert all(dt.on_gpu(t) for t in list(tr.parameters()) + list(tr.buffers()))
+    if quant == "nf4": assert relative_error(out, ref) < 0.01   # bitsandbytes takes its GPU code path (dequantize, then matmul), not the CPU kernel
+    else: assert torch.equal(out, ref)

@@ -56,3 +56,22 @@ def test_estimate_says_what_is_not_measured():
     assert e.fits and "CUDA overhead and speed are first guesses, not yet measured on a GPU" in str(e)
     big = estimate_training(preset(datasets__0__path="x", training__gradient_checkpointing=False), "T4")
     assert not big.fits and "turn on training.gradient_checkpointing" in big.advice
+
+def test_the_text_encoder_caching_step_is_planned():
+    "Found by tools/fake_cuda.py: on a T4 the encoders run in fp32, so an unquantized Qwen3-4B needs 15.5 GiB of tensors to cache prompts; the planner says so."
+    bad = estimate_training(preset(quantization__text_encoder="bf16"), "T4")
+    assert not bad.fits and any("quantization.text_encoder to nf4" in a and "15.5 GiB" in a for a in bad.advice)
+    ok = estimate_training(preset(quantization__text_encoder="nf4"), "T4")
+    assert ok.fits and 3.5 * 2**30 < ok.caching < 4.0 * 2**30 and "text-encoder caching step" in str(ok)
+    assert estimate_training(preset(quantization__text_encoder="bf16"), "A100").fits      # bf16 there: 7.8 GiB
+
+def test_planner_within_2_percent_of_the_fp16_safe_rows():
+    "What a T4 gets (fp16-safe: scaling, clamps, loss scaling), counted at real size on the CPU: the clamps' inputs of the layer being recomputed are planned (FP16_SAFE_ACT)."
+    rows = [json.loads(l) for l in (ROOT / "bench" / "train_memory_cpu_fp16.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if not r.get("extrapolated")]
+    assert {(r["res"], r["layers"]) for r in rows} == {(512, 1), (512, 2), (1024, 1)} and all(r["compute"] == "fp16-safe" for r in rows)
+    for r in rows:
+        cfg = preset(datasets__0__path="x", datasets__0__resolutions=[r["res"]], quantization__transformer="nf4", quantization__compute="fp16-safe",
+                     target__rank=16, model__training_adapter="")
+        e = estimate_training(cfg, "T4", transformer_config=dict(n_layers=r["layers"]))
+        assert abs((e.vram - e.parts["CUDA overhead"]) / (r["persistent"] + r["step_peak"]) - 1) < 0.02, r

@@ -84,7 +84,8 @@ class _CudaStandIn:
     def __init__(self, gpu="H200", n=1):
         self.gpu, self.n, self.calls, self.initialised = GPUS[gpu], n, [], False
         self.default = _Stream(self, "default"); self.current = self.default
-        self.allocated = self.peak = 0
+        self.memory = None   # a CudaMemory (FakeCuda's), read by memory_allocated and the like
+    def used(self, peak=False): return 0 if self.memory is None else (self.memory.peak if peak else self.memory.current)
     def tensor_made(self): self._note("a tensor on cuda"); self.calls[-1] = ("a tensor on cuda", True); self.initialised = True
     def _note(self, name):
         inits = name in self.INIT
@@ -111,10 +112,10 @@ class _CudaStandIn:
             get_device_properties=rec("get_device_properties", lambda d=None: _Props(name=name, total_memory=mem, major=cc[0], minor=cc[1], multi_processor_count=40)),
             get_device_name=rec("get_device_name", lambda d=None: name), get_device_capability=rec("get_device_capability", lambda d=None: cc),
             is_bf16_supported=rec("is_bf16_supported", lambda including_emulation=True: bf16 or bool(including_emulation)),
-            mem_get_info=rec("mem_get_info", lambda d=None: (mem - s.allocated, mem)),
-            memory_allocated=rec("memory_allocated", lambda d=None: s.allocated), max_memory_allocated=rec("max_memory_allocated", lambda d=None: s.peak),
-            memory_reserved=rec("memory_reserved", lambda d=None: s.allocated), max_memory_reserved=rec("max_memory_reserved", lambda d=None: s.peak),
-            reset_peak_memory_stats=rec("reset_peak_memory_stats", lambda d=None: setattr(s, "peak", s.allocated)),
+            mem_get_info=rec("mem_get_info", lambda d=None: (mem - s.used(), mem)),
+            memory_allocated=rec("memory_allocated", lambda d=None: s.used()), max_memory_allocated=rec("max_memory_allocated", lambda d=None: s.used(True)),
+            memory_reserved=rec("memory_reserved", lambda d=None: s.used()), max_memory_reserved=rec("max_memory_reserved", lambda d=None: s.used(True)),
+            reset_peak_memory_stats=rec("reset_peak_memory_stats", lambda d=None: s.memory and s.memory.reset_peak()),
             empty_cache=rec("empty_cache", lambda: None), synchronize=rec("synchronize", lambda d=None: None),
             manual_seed=rec("manual_seed", lambda x: None), manual_seed_all=rec("manual_seed_all", lambda x: None),
             get_rng_state_all=rec("get_rng_state_all", lambda: [torch.zeros(16, dtype=torch.uint8)] * s.n),
@@ -131,8 +132,28 @@ class _CudaStandIn:
         _CudaStandIn.active = None
 
 # ---------------------------------------------------------------------------------------------------------------- FakeCuda
+class CudaMemory:
+    "Bytes of the fake CUDA storages alive (`current`) and the most at once (`peak`): what `torch.cuda.memory_allocated` counts, less the allocator's rounding."
+    def __init__(self): self.current = self.peak = 0; self._live = set()
+    def reset_peak(self): self.peak = self.current
+    def _freed(self, key, n): self.current -= n; self._live.discard(key)
+    def add(self, out, args, kwargs):
+        import weakref
+        ins = {id(t.untyped_storage()) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type != "cuda": continue
+            st = t.untyped_storage(); key = id(st)
+            if key in self._live or key in ins: continue           # a view or an in-place result
+            n = st.nbytes(); self._live.add(key); self.current += n; self.peak = max(self.peak, self.current)
+            weakref.finalize(st, self._freed, key, n)
+
 class _Mode(FakeTensorMode):
     avoid_device_init = property(lambda self: True)   # no real CUDA: never constant-fold an op that moves to it
+    def __init__(self, memory, **kw): super().__init__(**kw); self.memory = memory
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        self.memory.add(out, args, kwargs or {})
+        return out
 
 class _Route(TorchFunctionMode):
     "Sends what the CPU build refuses at the Python binding (Tensor.to('cuda'), .cuda(), factories on cuda) to fake tensors."
@@ -259,6 +280,39 @@ class _Route(TorchFunctionMode):
             flat = [torch.ops.aten._to_copy.default(i, device="cpu") if isinstance(i, torch.Tensor) else i for i in flat]
             return torch.ops.aten._to_copy.default(torch.Tensor.__getitem__(host, tuple(flat)), device=t.device)
 
+class FakeLinear4bit(torch.nn.Module):
+    """A bitsandbytes NF4 `Linear4bit` (as `quantize_linears` builds it: blocksize 64, nested scales) whose tensors are
+    plain buffers with bitsandbytes' bytes and dtypes: packed codes (uint8, 2 per byte), 8-bit scales per 64 values, their
+    fp32 scales per 256, the 256-entry code and the offset. `bnb.nn.Params4bit` cannot wrap a fake tensor; these can, and
+    the forward goes through bitsandbytes' own registered ops (dequantize_blockwise, dequantize_4bit: fake kernels since
+    0.46) and F.linear, as `Linear4bit.forward` does for more than one token. Not covered: the one-token `gemv_4bit` path
+    and `matmul_4bit`'s autograd function (no autograd on fake CUDA)."""
+    def __init__(self, lin, device):
+        super().__init__()
+        import math
+        self.shape, self.compute_dtype, self.bs = (lin.out_features, lin.in_features), lin.compute_dtype or torch.float32, lin.weight.blocksize
+        n = lin.out_features * lin.in_features; blocks = math.ceil(n / self.bs)
+        self.register_buffer("packed", torch.empty((n + 1) // 2, 1, dtype=torch.uint8, device=device))
+        self.register_buffer("absmax", torch.empty(blocks, dtype=torch.uint8, device=device))
+        self.register_buffer("absmax2", torch.empty(math.ceil(blocks / 256), dtype=torch.float32, device=device))
+        self.register_buffer("code2", torch.empty(256, dtype=torch.float32, device=device))
+        self.register_buffer("offset", torch.empty((), dtype=torch.float32, device=device))
+        self.bias = None if lin.bias is None else torch.nn.Parameter(torch.empty(lin.out_features, dtype=self.compute_dtype, device=device), requires_grad=False)
+    def forward(self, x):
+        absmax = torch.ops.bitsandbytes.dequantize_blockwise(self.absmax, self.absmax2, self.code2, 256, torch.float32) + self.offset
+        w = torch.ops.bitsandbytes.dequantize_4bit(self.packed, absmax, self.bs, "nf4", list(self.shape), self.compute_dtype)
+        return torch.nn.functional.linear(x.to(self.compute_dtype), w, self.bias)
+
+def nf4_stand_ins(model, device="cuda")->int:
+    "Replace every bitsandbytes Linear4bit of a meta model (from `quantize_linears`) by a `FakeLinear4bit` on `device`; how many."
+    import bitsandbytes as bnb
+    n = 0
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, bnb.nn.Linear4bit):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, FakeLinear4bit(mod, device)); n += 1
+    return n
+
 def _fake_or_shadow(owner, v):
     "A real CPU tensor for `v` (its known values, or zeros of its shape and dtype): what a fake run writes to files."
     if not isinstance(v, FakeTensor): return v
@@ -268,12 +322,14 @@ def _fake_or_shadow(owner, v):
 
 class FakeCuda:
     "Within: 'cuda' works without a GPU, tensors there carry no data (see the module's docstring)."
-    def __init__(self, gpu:str="H200", n:int=1): self.log, self.shadow, self.stand_in = [], WeakTensorKeyDictionary(), _CudaStandIn(gpu, n)
+    def __init__(self, gpu:str="H200", n:int=1):
+        self.log, self.shadow, self.stand_in, self.memory = [], WeakTensorKeyDictionary(), _CudaStandIn(gpu, n), CudaMemory()
+        self.stand_in.memory = self.memory
     @property
     def cuda_calls(self): return self.stand_in.calls
     def __enter__(self):
         import safetensors.torch as st
-        self.mode = _Mode(allow_non_fake_inputs=True); self.route = _Route(self)
+        self.mode = _Mode(self.memory, allow_non_fake_inputs=True); self.route = _Route(self)
         self._saved = torch.utils.swap_tensors, st._flatten_as_ptr, getattr(st, "_flatten", None)
         orig = torch.utils.swap_tensors
         def swap(t1, t2):    # Module.to on fake parameters: the fake mode's memo holds weak references, which swapping refuses
@@ -445,6 +501,27 @@ def real_text_encoder_forward(prompts=("a photo of zxq, portrait", "zxq in a cit
     return dict(params=sum(p.numel() for p in te.parameters()), shapes=[tuple(e.shape) for e in embeds], devices={str(e.device) for e in embeds},
                 dtypes={e.dtype for e in embeds}, log=fc.log)
 
+def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, tokens:int=512, gpu:str="T4")->dict:
+    "Qwen3-4B as `load_text_encoder` builds it (block Linears quantized, NF4 as `FakeLinear4bit`), one prompt encoded as caching does: bytes on fake CUDA."
+    from accelerate import init_empty_weights
+    from transformers import Qwen3Config, Qwen3Model
+    from zimage_nb.cache import encode_prompts
+    from zimage_nb.models import quantize_linears
+    from zimage_nb.tiny import tiny_pipeline
+    tok = tiny_pipeline().tokenizer
+    with init_empty_weights(): te = Qwen3Model(Qwen3Config(**QWEN3_4B))
+    quantize_linears(te, quant, dtype, ("layers",)); te.requires_grad_(False)
+    with FakeCuda(gpu) as fc:
+        nf4_stand_ins(te)
+        te = te.to_empty(device="cuda")      # meta → fake CUDA in the config's dtype, then each tensor to the encoder dtype
+        for m in te.modules():
+            if not isinstance(m, FakeLinear4bit):
+                for _, p in m.named_parameters(recurse=False): p.data = p.data.to(dtype)
+        weights = fc.memory.current; fc.memory.reset_peak()
+        with torch.no_grad(): emb = encode_prompts(tok, te, ["a photo of zxq"], tokens)[0]
+    return dict(quant=quant, dtype=str(dtype).split(".")[-1], tokens=tokens, weights=weights, peak=fc.memory.peak, forward=fc.memory.peak - weights,
+                emb=(tuple(emb.shape), emb.dtype, str(emb.device)))
+
 def rehearse(out=None)->list:
     "Everything above once, printed as rows: (what, result)."
     import time
@@ -457,7 +534,32 @@ def rehearse(out=None)->list:
     row("transformer 6.15B bf16 1024² forward (fake CUDA)", lambda: real_transformer_forward(1024, torch.bfloat16))
     row("transformer fp16-safe 512² forward, T4 (fake CUDA)", lambda: real_transformer_forward(512, torch.float16, True, "T4"))
     row("Qwen3-4B bf16 encode 2 prompts (fake CUDA)", lambda: real_text_encoder_forward())
+    for q, dt in (("nf4", torch.float32), ("nf4", torch.bfloat16), ("bf16", torch.bfloat16), ("bf16", torch.float32)):
+        row(f"text-encoder caching step {q} in {dt} at 512 tokens: bytes", lambda q=q, dt=dt: text_encoder_caching_peak(q, dt))
+    return rows
+
+def caching_rows(path=None)->list:
+    "The text-encoder caching step at 128, 256 and 512 tokens for NF4 and unquantized, bf16 and fp32 encoders, beside the planner; JSON lines to `path`."
+    import json
+    from zimage_nb.planner import text_encoder_bytes
+    rows = []
+    for q in ("nf4", "bf16"):
+        for dt in (torch.float32, torch.bfloat16):
+            for n in (128, 256, 512):
+                r = text_encoder_caching_peak(q, dt, n); r.pop("emb")
+                r["planner"] = text_encoder_bytes(q, 4 if dt == torch.float32 else 2, n)["total"]; rows.append(r)
+                print(json.dumps(r), flush=True)
+    if path:
+        from pathlib import Path
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 if __name__ == "__main__":
-    for r in rehearse(): print(r[:3])
+    import argparse
+    from pathlib import Path
+    ap = argparse.ArgumentParser(description="CUDA paths on the CPU build: the real-size rehearsal, or the caching step's bytes")
+    ap.add_argument("--caching-rows", metavar="JSONL", help="write the text-encoder caching rows here instead")
+    a = ap.parse_args()
+    if a.caching_rows: caching_rows(a.caching_rows)
+    else:
+        for r in rehearse(): print(r[:3])

@@ -14,12 +14,13 @@ from .config import ZConfig, set_path, preset
 from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
-__all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'GUESS', 'PEAK_TFLOPS', 'CALIBRATION',
-           'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape',
-           'optimizer_bytes', 'load_calibration', 'peak_tflops', 'no_bf16_compute', 'run_compute', 'Estimate',
-           'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
-           'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings', 'session_platform',
-           'setup_seconds', 'TimeBudget', 'time_budget', 'fit_session', 'row_config', 'calibrate_cuda']
+__all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'FP16_SAFE_ACT', 'GUESS', 'PEAK_TFLOPS',
+           'CALIBRATION', 'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'TEXT_ENCODER', 'TE_FORWARD', 'SESSION_LIMITS',
+           'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
+           'no_bf16_compute', 'run_compute', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
+           'offload_copies', 'text_encoder_bytes', 'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion',
+           'apply_suggestions', 'suggest_settings', 'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget',
+           'fit_session', 'row_config', 'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -59,6 +60,7 @@ def optimizer_bytes(sizes:list[int], optimizer:str)->float:
 # activations, in units of tokens x dim values, measured at real size (bench/train_memory_cpu.jsonl, fitted below)
 ACT_CKPT = dict(per_layer=1.0, fixed=57.58)      # gradient checkpointing: each main layer's input + one layer's recompute and backward
 ACT_NO_CKPT = dict(per_layer=47.44, fixed=101.0) # without: every layer's saved tensors
+FP16_SAFE_ACT = 9.335   # fp16-safe compute: the layer being recomputed also keeps its clamps' inputs and the scaled copies for its backward (values per token × width; bench/RESULTS.md)
 # what CUDA adds and the speed: first guesses, replaced by the GPU suite's fit when zimage_nb/assets/cuda_calibration.json exists
 GUESS = dict(workspace=0.6 * 2**30,      # CUDA context share, cuBLAS workspace, allocator rounding
              frag=0.0,                   # the caching allocator's reserve above the tensors, as a share of them
@@ -111,12 +113,14 @@ class Estimate:
     notes: list = field(default_factory=list)   # warnings that do not stop the run
 
     offload: dict = None   # training offload: blocks on the GPU, pinned host bytes, bytes and seconds of copies per step
+    caching: float = 0.0   # peak tensors of the text-encoder caching step before training (the encoder is let go after it)
 
     def __str__(self):
         gib = lambda b: f"{b / 2**30:.2f} GiB"
         head = f"{self.gpu.gpu_name or self.gpu.device}: peak VRAM {gib(self.vram)} of {self.gpu.vram_gb:.1f} GiB, host RAM {gib(self.host_ram)}, ~{self.seconds_per_step:.1f} s/step in {self.compute}"
         verdict = "fits" if self.fits else "does not fit: " + "; ".join(self.advice)
         lines = [f"{head}: {verdict}", f"  ({calibration_note()})"] + [f"  note: {n}" for n in self.notes] + [f"  {k}: {gib(v)}" for k, v in self.parts.items()]
+        if self.caching: lines.append(f"  before training, the text-encoder caching step: {gib(self.caching)} of tensors (the encoder is released after it)")
         if self.offload:
             o = self.offload
             lines.append(f"  training offload: {o['on_gpu']} of {o['blocks']} blocks on the GPU, {gib(o['pinned'])} pinned in host RAM, "
@@ -160,6 +164,20 @@ def offload_copies(cfg:ZConfig, blocks:int)->int:
     passes = 2 * (1 + p) + p     # forwards with grad and their recomputes; no-grad prior forwards (DOP, blank prompt)
     return cfg.training.grad_accum * max(0, passes * blocks - 2 * k)
 
+TEXT_ENCODER = dict(layers=36, dim=2560, ffn=9728, q=4096, kv=1024, vocab=151936, head_dim=128)   # Qwen3-4B (published config)
+TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tools/fake_cuda.py's real-size counts (bench/RESULTS.md)
+
+def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
+                       enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
+                       tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
+    "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
+    e = TEXT_ENCODER; d = e["dim"]
+    linears = e["layers"] * (d * e["q"] * 2 + d * e["kv"] * 2 + d * e["ffn"] * 3)
+    other = e["vocab"] * d + e["layers"] * (2 * d + 2 * e["head_dim"]) + d       # embeddings and norms stay unquantized
+    weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
+    forward = TE_FORWARD * tokens * d * enc_b + (d * e["ffn"] * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
+    return dict(weights=weights, forward=forward, total=weights + forward)
+
 def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
                       transformer_config:dict=None,                 # default: the real Z-Image (the tiny preset: its own)
                       calibration:dict=None)->Estimate:             # default: `CALIBRATION`
@@ -189,6 +207,7 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
         weights = weights - sum(block_b) + on_gpu * max(block_b)
     tensors = {"transformer weights": weights, "LoRA weights (fp32)": lora * 4.0, "optimizer state": optimizer_bytes(sizes, t.optimizer),
                "activations": max(activation_bytes(s["main_layers"], T, D, act_b, t.gradient_checkpointing), lora * 4.0)}  # gradients come after the peak
+    if compute == "fp16-safe": tensors["activations"] += FP16_SAFE_ACT * T * D * act_b * (1 if t.gradient_checkpointing else s["main_layers"])   # without checkpointing: unmeasured, every layer assumed
     parts = {**tensors, "CUDA overhead": cal["workspace"] + cal["frag"] * sum(tensors.values())}
     vram = sum(parts.values())
     host = 1.5 * 2**30 + s["quantized"] * WEIGHT_BYTES[q.transformer] + s["other"] * act_b   # the model passes through host RAM while loading; offload keeps the blocks there, pinned
@@ -206,12 +225,17 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
         if cfg.target.rank > 16: advice.append("lower target.rank to 16")
     if host > 0.9 * gpu.host_ram_gb * 2**30:
         advice.append(f"host RAM is short ({gpu.host_ram_gb:.1f} GiB for ~{host / 2**30:.1f} GiB{' pinned for offload' if offload else ' while loading'}): " + ("set quantization.transformer to nf4" if q.transformer != "nf4" else "free host RAM (other notebooks, processes)"))
+    caching = 0.0
+    if cfg.model.name_or_path != "tiny" and cfg.training.cache_text_embeddings:
+        caching = text_encoder_bytes(q.text_encoder, 2 if compute == "bf16" else 4, a.max_sequence_length)["total"]
+        if gpu.device == "cuda" and caching > 0.92 * gpu.vram_gb * 2**30 - cal["workspace"]:
+            advice.append(f"set quantization.text_encoder to nf4: caching prompts with it as {q.text_encoder} in {'bf16' if compute == 'bf16' else 'fp32'} needs {caching / 2**30:.1f} GiB of tensors")
     fits = gpu.device == "cuda" and not advice
     notes = []
     if compute == "fp16-safe" and gpu.device == "cuda" and not gpu.bf16 and cfg.model.variant in ("base", "de-turbo"):
         notes.append(f"fp16 for Z-Image {cfg.model.variant} is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897): "
                      f"quantization.compute auto gives fp32 here (~{step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, 'fp32') * cal['mfu'].get(q.transformer, 0.2) * 1e12):.0f} s/step)")
-    return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes)
+    return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes, caching=caching)
 
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer,
@@ -288,7 +312,7 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
         out.append(S("quantization.compute", c, f"{hw.gpu_name} has no native bf16: fp16 with overflow scaling, clamps and loss scaling" if c == "fp16-safe" else
                      f"{hw.gpu_name} has no native bf16, and Z-Image {cfg.model.variant} is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897): fp32 compute, slower"))
     if vram < 20:
-        out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: 3.9 GiB of tensors at 512², 5.8 at 1024²)"),
+        out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: {'3.9 GiB of tensors at 512², 5.8 at 1024²' if hw.bf16 else '4.0 GiB of tensors at 512², 6.1 at 1024² in fp16-safe'})"),
                 S("quantization.text_encoder", "nf4", "the text encoder is loaded only to cache prompts; 4-bit keeps that step small")]
     elif vram < 40:
         out += [S("quantization.transformer", "int8", f"{vram:.0f} GiB VRAM: 8-bit base weights"),
