@@ -76,6 +76,20 @@ def test_sampling_on_fake_cuda():
         cfg = s.image("zxq, a photo", width=64, height=64, setting="non-accelerated", steps=1, guidance=3.0)
     assert turbo.size == cfg.size == (64, 64)
 
+def test_a_weight_sweep_grid_on_tracked_cuda(tmp_path):
+    "A LoRA added to a sampler on 'cuda' and swept (0 and 1): the grid, and the two cells differ."
+    from zimage_nb.lora import TRAINED
+    from zimage_nb.sample import Sampler, render_grid, prompt_rows, weight_sweep
+    pipe = tiny_pipeline()
+    lora = write_tiny_lora(pipe.transformer, tmp_path / "l.safetensors", "ostris", rank=4, seed=1, scale=0.5)
+    with FC.DeviceTracker() as dt:
+        pipe.to("cuda")
+        s = Sampler(pipe); s.add_lora(lora, TRAINED)
+        g = render_grid(s, prompt_rows(["zxq, a photo"]), weight_sweep(TRAINED, (0.0, 1.0)), base=dict(width=64, height=64, steps=1), progress=False)
+        assert all(dt.on_gpu(p) for n, p in pipe.transformer.named_parameters() if "lora_" in n)
+    im = g.image()
+    assert im.size[0] > 2 * 64 and g.images[0][0].tobytes() != g.images[0][1].tobytes()
+
 def test_caching_on_fake_cuda(tmp_path, tiny_folder):
     "The text encoder and the VAE on the device, what they make written to the cache (zeros: fake tensors carry no data)."
     from zimage_nb.cache import build_caches
