@@ -145,6 +145,13 @@ def test_tracked_training_catches_a_host_tensor(setup, monkeypatch):
     monkeypatch.setattr(T, "guided_target", lambda pred, target, g: real(pred, target, g) + torch.zeros(target.shape))
     with pytest.raises(FC.DeviceMismatch): tracked_run(setup, "bug-host", training__eval_every=0, sample__every=0)
 
+def test_tracked_offload_catches_a_missing_record_stream(setup, monkeypatch):
+    "Offload's record_stream taken out: a prefetched block used by the compute stream is freed when evicted, and its memory could be reused under it."
+    monkeypatch.setattr(FC.DeviceTracker, "_record", lambda self, t, stream: None)
+    with pytest.raises(FC.StreamOrderError, match="freed without record_stream"):
+        tracked_run(setup, "bug-record", quantization__compute="bf16", advanced__train_offload=True, advanced__offload_resident=1,
+                    training__eval_every=0, sample__every=0)
+
 def test_tracked_offload_catches_a_missing_wait(setup, monkeypatch):
     "Offload's prefetch with the wait for its copy taken out: the block is used before its copy is known to be done."
     monkeypatch.setattr(FC._Stream, "wait_event", lambda self, ev: None)

@@ -372,7 +372,7 @@ class _TrackFn(TorchFunctionMode):
             with torch._C.DisableTorchFunction(): out = torch.Tensor.to(t, dtype=dt, copy=True)
             o.set(out, GPU if dev.type == "cuda" else None)
             cur = o.stand_in.current
-            if dev.type == "cuda" and cur is not o.stand_in.default: cur.seq += 1; o.made_on[out.untyped_storage()] = (cur, cur.seq)
+            if dev.type == "cuda" and cur is not o.stand_in.default: cur.seq += 1; o.side_copy(out, cur)
             else: o.log.append(("to host", tuple(t.shape)))
             return out
         if func in (torch.Tensor.backward, torch.autograd.backward) and not kwargs.get("inputs") and len(args) <= 2:
@@ -415,8 +415,10 @@ class _TrackDispatch(TorchDispatchMode):
             cur = o.stand_in.current
             for t in ins:
                 made = o.made_on.get(t.untyped_storage())
-                if made and made[0] is not cur and cur.waited.get(made[0], 0) < made[1]:
-                    raise StreamOrderError(f"{func} used a tensor of shape {tuple(t.shape)} copied on {made[0]} before that stream was waited for")
+                if made and made[0] is not cur:
+                    if cur.waited.get(made[0], 0) < made[1]:
+                        raise StreamOrderError(f"{func} used a tensor of shape {tuple(t.shape)} copied on {made[0]} before that stream was waited for")
+                    o.copies[id(t.untyped_storage())]["used_on"].add(cur)
         dev = kwargs.get("device")
         if isinstance(dev, torch.device) and dev.type == "cuda":   # reached dispatch with its device (made inside another op): the CPU
             kwargs = {**kwargs, "device": torch.device("cpu")}; gpu = True
@@ -431,7 +433,22 @@ class DeviceTracker:
     "Within: 'cuda' means the CPU, with every would-be GPU tensor tracked and mixes refused (see the module's docstring)."
     def __init__(self, gpu:str="H200", n:int=1):
         self.table, self.pinned, self.made_on, self.log = WeakIdKeyDictionary(), WeakIdKeyDictionary(), WeakIdKeyDictionary(), []
-        self.stand_in = _CudaStandIn(gpu, n)
+        self.stand_in, self.copies, self.violations = _CudaStandIn(gpu, n), {}, []
+    def side_copy(self, t, stream):
+        "`t` was copied on side stream `stream`: its use elsewhere must wait for it, and its memory must not be freed unrecorded."
+        import weakref
+        st = t.untyped_storage(); self.made_on[st] = (stream, stream.seq)
+        self.copies[id(st)] = dict(stream=stream, shape=tuple(t.shape), used_on=set(), recorded=set())
+        weakref.finalize(st, self._copy_freed, id(st))
+    def _record(self, t, stream):
+        info = self.copies.get(id(t.untyped_storage()))
+        if info is not None: info["recorded"].add(stream)
+    def _copy_freed(self, key):
+        # the caching allocator gives a block back to the stream it was made on: used on another stream without
+        # record_stream, it can be handed out again while that stream still reads it
+        info = self.copies.pop(key, None)
+        if info and info["used_on"] - info["recorded"]:
+            self.violations.append(f"a tensor of shape {info['shape']} copied on {info['stream']} and used on {sorted(map(repr, info['used_on'] - info['recorded']))} was freed without record_stream")
     @property
     def cuda_calls(self): return self.stand_in.calls
     def state(self, t):
@@ -447,7 +464,7 @@ class DeviceTracker:
     def __enter__(self):
         self.stand_in.__enter__(); self.fn = _TrackFn(self); self.dispatch = _TrackDispatch(self)
         self._record_stream = torch.Tensor.record_stream   # its binding checks the stream's type before any mode sees it
-        torch.Tensor.record_stream = lambda t, stream: None
+        torch.Tensor.record_stream = lambda t, stream: self._record(t, stream)
         import torch.utils.checkpoint as ck   # its recompute check compares .device, which this harness answers per call site
         self._determinism = ck._allowed_determinism_checks_to_fns["default"]
         ck._allowed_determinism_checks_to_fns["default"] = lambda x: {"shape": x.shape, "dtype": x.dtype}
@@ -456,6 +473,7 @@ class DeviceTracker:
         self.dispatch.__exit__(*e); self.fn.__exit__(*e); self.stand_in.__exit__(*e)
         torch.Tensor.record_stream = self._record_stream
         import torch.utils.checkpoint as ck; ck._allowed_determinism_checks_to_fns["default"] = self._determinism
+        if self.violations and e[0] is None: raise StreamOrderError(f"{len(self.violations)} side-stream copies freed unsafely, e.g. {self.violations[0]}")
 
 # ---------------------------------------------------------------------------------------------------------------- the rehearsal
 QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
