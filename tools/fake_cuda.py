@@ -6,15 +6,18 @@ fail here first. Two harnesses, one set of `torch.cuda` stand-ins:
   (6.15 B transformer, Qwen3-4B) run in seconds and take no memory; mixing devices raises
   `FakeTensorDeviceMismatchError`. No autograd: on a CPU-only torch, any op on a fake CUDA tensor that needs grad aborts
   the process (no CUDA device guard compiled in), and on PyPI's CUDA build without a driver the backward stops at
-  "hasPrimaryContext expects a valid device index" (tried with torch 2.14.1+cu130, 5.4 GB installed). So: loading,
-  caching and sampling at real size.
+  "hasPrimaryContext expects a valid device index" (tried with torch 2.14.1+cu130, 5.4 GB installed). So: forwards,
+  caching and sampling at real size. `.memory` counts the bytes of fake CUDA storages alive and their peak (what
+  `torch.cuda.memory_allocated` counts, less the allocator's rounding); NF4 layers run as `FakeLinear4bit`.
 * `DeviceTracker`: real numbers on the CPU at tiny size, autograd included, while every tensor that would live on the
   GPU is tracked (by storage): `.device` says cuda, and any op that mixes one with a host tensor of one element or more
-  raises `DeviceMismatch` (a real GPU allows 0-dim host scalars and host indices, so these pass). So: training steps,
-  the 8-bit optimizer, EMA, validation, training offload with recording streams and events.
+  raises `DeviceMismatch` (a real GPU allows 0-dim host scalars and host indices, so these pass). Streams and events
+  are recording stand-ins: a tensor copied on a side stream and used on another before an event recorded after the copy
+  was waited for, or freed after such a use without `record_stream`, raises `StreamOrderError`. So: loading, training
+  steps, the 8-bit optimizer, EMA, validation, training offload, captioning, sampling with offload.
 
 Both record every `torch.cuda` call in `.cuda_calls` (name, whether it would initialise CUDA on a real machine).
-`python tools/fake_cuda.py` runs the rehearsal and prints what it found.
+`python tools/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
 """
 from __future__ import annotations
 import contextlib, sys, traceback, types
