@@ -202,7 +202,9 @@ def test_the_launchers_preparation_on_tracked_cuda(setup):
 @pytest.mark.parametrize("quant", ["fp32", "nf4"])
 def test_sampling_offload_on_tracked_cuda(offload, quant):
     """`fit_small_gpu` (advanced.offload) on 'cuda'. Found here: "group" used diffusers' group offloading on the transformer only,
-    so the VAE decoded GPU latents on the host, and an NF4 transformer met its 4-bit scales on the host (bitsandbytes.gemm_4bit)."""
+    so the VAE decoded GPU latents on the host, and an NF4 transformer met its 4-bit scales on the host (bitsandbytes.gemm_4bit).
+    The same kind of failure is reported for diffusers' group offloading with other quantizers' weight parts: huggingface/diffusers
+    issues 12610 (quanto int8: "weights on cpu, mat1 on gpu") and 13281 (torchao float8 with use_stream)."""
     from zimage_nb.models import load_transformer, tiny_model_folder
     from zimage_nb.sample import Sampler, fit_small_gpu
     pipe = tiny_pipeline()
