@@ -18,7 +18,7 @@ __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_
            'CALIBRATION', 'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'TEXT_ENCODER', 'TE_FORWARD', 'SESSION_LIMITS',
            'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
            'no_bf16_compute', 'run_compute', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
-           'offload_copies', 'text_encoder_bytes', 'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion',
+           'offload_copies', 'estimate_training', 'text_encoder_bytes', 'measured_parts', 'TensorPeak', 'Suggestion',
            'apply_suggestions', 'suggest_settings', 'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget',
            'fit_session', 'row_config', 'calibrate_cuda']
 
@@ -164,20 +164,6 @@ def offload_copies(cfg:ZConfig, blocks:int)->int:
     passes = 2 * (1 + p) + p     # forwards with grad and their recomputes; no-grad prior forwards (DOP, blank prompt)
     return cfg.training.grad_accum * max(0, passes * blocks - 2 * k)
 
-TEXT_ENCODER = dict(layers=36, dim=2560, ffn=9728, q=4096, kv=1024, vocab=151936, head_dim=128)   # Qwen3-4B (published config)
-TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tools/fake_cuda.py's real-size counts (bench/RESULTS.md)
-
-def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
-                       enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
-                       tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
-    "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
-    e = TEXT_ENCODER; d = e["dim"]
-    linears = e["layers"] * (d * e["q"] * 2 + d * e["kv"] * 2 + d * e["ffn"] * 3)
-    other = e["vocab"] * d + e["layers"] * (2 * d + 2 * e["head_dim"]) + d       # embeddings and norms stay unquantized
-    weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
-    forward = TE_FORWARD * tokens * d * enc_b + (d * e["ffn"] * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
-    return dict(weights=weights, forward=forward, total=weights + forward)
-
 def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
                       transformer_config:dict=None,                 # default: the real Z-Image (the tiny preset: its own)
                       calibration:dict=None)->Estimate:             # default: `CALIBRATION`
@@ -236,6 +222,21 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
         notes.append(f"fp16 for Z-Image {cfg.model.variant} is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897): "
                      f"quantization.compute auto gives fp32 here (~{step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, 'fp32') * cal['mfu'].get(q.transformer, 0.2) * 1e12):.0f} s/step)")
     return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes, caching=caching)
+
+# %% ../nbs/02b_planner.ipynb
+TEXT_ENCODER = dict(layers=36, dim=2560, ffn=9728, q=4096, kv=1024, vocab=151936, head_dim=128)   # Qwen3-4B (published config)
+TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tools/fake_cuda.py's real-size counts (bench/RESULTS.md)
+
+def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
+                       enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
+                       tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
+    "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
+    e = TEXT_ENCODER; d = e["dim"]
+    linears = e["layers"] * (d * e["q"] * 2 + d * e["kv"] * 2 + d * e["ffn"] * 3)
+    other = e["vocab"] * d + e["layers"] * (2 * d + 2 * e["head_dim"]) + d       # embeddings and norms stay unquantized
+    weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
+    forward = TE_FORWARD * tokens * d * enc_b + (d * e["ffn"] * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
+    return dict(weights=weights, forward=forward, total=weights + forward)
 
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer,
