@@ -37,9 +37,6 @@ sys.path.insert(0, str(HERE))
 GIB, MIB = 2**30, 2**20
 PARTS = ("h2d", "load", "train-nf4", "train-bf16", "cards", "offload", "infer", "cache", "peer")
 GROUPS = {"a": ("h2d", "load"), "b": ("train-nf4", "cards"), "c": ("train-bf16", "offload"), "d": ("infer", "cache"), "e": ("peer",)}
-QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                tie_word_embeddings=True)   # Qwen3-4B, Z-Image's text encoder (published config)
 
 
 class Suite:
@@ -258,6 +255,7 @@ def _real_model_folder(folder):
     from safetensors.torch import save_file
     import inference_latency as IL
     from zimage_nb.models import tiny_model_folder
+    from zimage_nb.planner import QWEN3_4B
     tiny = tiny_model_folder()
     for part in ("tokenizer", "scheduler"): shutil.copytree(tiny / part, folder / part, dirs_exist_ok=True)
     shutil.copy(tiny / "model_index.json", folder / "model_index.json")

@@ -479,9 +479,7 @@ class DeviceTracker:
         if self.violations and e[0] is None: raise StreamOrderError(f"{len(self.violations)} side-stream copies freed unsafely, e.g. {self.violations[0]}")
 
 # ---------------------------------------------------------------------------------------------------------------- the rehearsal
-QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                tie_word_embeddings=True)   # Qwen3-4B, Z-Image's text encoder (published config; as bench/gpu_suite.py)
+from zimage_nb.planner import QWEN3_4B   # Z-Image's text encoder, as published
 
 def real_transformer_forward(res:int=1024,                 # image side in pixels
                              dtype:torch.dtype=torch.bfloat16, # the compute dtype (fp16: a T4's)

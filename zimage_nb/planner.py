@@ -15,7 +15,7 @@ from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'FP16_SAFE_ACT', 'GUESS', 'PEAK_TFLOPS',
-           'CALIBRATION', 'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'TEXT_ENCODER', 'TE_FORWARD', 'SESSION_LIMITS',
+           'CALIBRATION', 'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'QWEN3_4B', 'TE_FORWARD', 'SESSION_LIMITS',
            'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
            'no_bf16_compute', 'run_compute', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
            'offload_copies', 'estimate_training', 'text_encoder_bytes', 'measured_parts', 'TensorPeak', 'Suggestion',
@@ -224,18 +224,20 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
     return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes, caching=caching)
 
 # %% ../nbs/02b_planner.ipynb
-TEXT_ENCODER = dict(layers=36, dim=2560, ffn=9728, q=4096, kv=1024, vocab=151936, head_dim=128)   # Qwen3-4B (published config)
+QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                tie_word_embeddings=True)   # Z-Image's text encoder, Qwen3-4B, as published (4.0 B parameters, 3.6 B not embeddings)
 TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tools/fake_cuda.py's real-size counts (bench/RESULTS.md)
 
 def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
                        enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
                        tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
     "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
-    e = TEXT_ENCODER; d = e["dim"]
-    linears = e["layers"] * (d * e["q"] * 2 + d * e["kv"] * 2 + d * e["ffn"] * 3)
-    other = e["vocab"] * d + e["layers"] * (2 * d + 2 * e["head_dim"]) + d       # embeddings and norms stay unquantized
+    e = QWEN3_4B; d, f, L, hd = e["hidden_size"], e["intermediate_size"], e["num_hidden_layers"], e["head_dim"]
+    linears = L * (2 * d * e["num_attention_heads"] * hd + 2 * d * e["num_key_value_heads"] * hd + 3 * d * f)   # q, o; k, v; gate, up, down
+    other = e["vocab_size"] * d + L * (2 * d + 2 * hd) + d       # embeddings and norms stay unquantized
     weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
-    forward = TE_FORWARD * tokens * d * enc_b + (d * e["ffn"] * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
+    forward = TE_FORWARD * tokens * d * enc_b + (d * f * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
     return dict(weights=weights, forward=forward, total=weights + forward)
 
 # %% ../nbs/02b_planner.ipynb
