@@ -244,3 +244,21 @@ def test_loading_onto_tracked_cuda(tiny, tiny_folder, tmp_path, quant, single):
     assert all(dt.on_gpu(t) for t in list(tr.parameters()) + list(tr.buffers()))
     if quant == "nf4": assert relative_error(out, ref) < 0.01   # bitsandbytes takes its GPU code path (dequantize, then matmul), not the CPU kernel
     else: assert torch.equal(out, ref)
+
+from torch._subclasses.fake_tensor import DynamicOutputShapeException
+INT8_NOT_COVERED = pytest.mark.xfail(raises=DynamicOutputShapeException, strict=True,
+    reason="bitsandbytes' int8_vectorwise_quant has a data-dependent output size (its outlier columns): a fake mode without symbolic shapes refuses it")
+
+@pytest.mark.parametrize("quant,layout", [("nf4", "original"), ("bf16", "diffusers"), pytest.param("int8", "original", marks=INT8_NOT_COVERED)])
+def test_streaming_loader_at_real_width_on_fake_cuda(tmp_path, quant, layout):
+    """The real width (1 main layer, the 4 refiners) from a sparse checkpoint in ComfyUI's single-file layout (fused qkv,
+    model.diffusion_model.) or a diffusers folder, quantized as it streams onto fake CUDA, then a 512² forward. NF4: the
+    loader quantizes through bitsandbytes' code and fake ops; `Params4bit` cannot hold the packed codes (they arrive as meta),
+    so `nf4_stand_ins` gives them back beside the scales the loader made. The bytes on the device are the planner's."""
+    from zimage_nb.planner import transformer_shape, WEIGHT_BYTES
+    src = FC.sparse_checkpoint(tmp_path, layout, dict(n_layers=1))
+    r = FC.real_size_loading(tmp_path, quant, src if layout == "original" else None, 512)
+    assert r["skipped"] == 0 and r["on_cuda"] and r["shape"] == (1, 16, 64, 64) and r["device"] == "cuda:0"
+    s = transformer_shape(dict(n_layers=1))
+    assert abs(r["weights"] / (s["quantized"] * WEIGHT_BYTES[quant] + s["other"] * 2) - 1) < 0.01
+    assert (r["nf4_layers"] > 30) == (quant == "nf4")

@@ -295,7 +295,16 @@ class FakeLinear4bit(torch.nn.Module):
         import math
         self.shape, self.compute_dtype, self.bs = (lin.out_features, lin.in_features), lin.compute_dtype or torch.float32, lin.weight.blocksize
         n = lin.out_features * lin.in_features; blocks = math.ceil(n / self.bs)
+        qs = getattr(lin.weight, "quant_state", None)
         self.register_buffer("packed", torch.empty((n + 1) // 2, 1, dtype=torch.uint8, device=device))
+        if qs is not None and isinstance(qs.absmax, FakeTensor):
+            # quantized by the loader through bitsandbytes' own code and registered fake ops: its scales are kept as they came;
+            # only the packed codes, which Params4bit could not hold (they arrived as meta), are made again
+            self.w_dtype = qs.dtype
+            for k, v in dict(absmax=qs.absmax, absmax2=qs.state2.absmax, code2=qs.state2.code, offset=qs.offset).items(): self.register_buffer(k, v)
+            self.bias = lin.bias
+            return
+        self.w_dtype = self.compute_dtype
         self.register_buffer("absmax", torch.empty(blocks, dtype=torch.uint8, device=device))
         self.register_buffer("absmax2", torch.empty(math.ceil(blocks / 256), dtype=torch.float32, device=device))
         self.register_buffer("code2", torch.empty(256, dtype=torch.float32, device=device))
@@ -303,17 +312,18 @@ class FakeLinear4bit(torch.nn.Module):
         self.bias = None if lin.bias is None else torch.nn.Parameter(torch.empty(lin.out_features, dtype=self.compute_dtype, device=device), requires_grad=False)
     def forward(self, x):
         absmax = torch.ops.bitsandbytes.dequantize_blockwise(self.absmax, self.absmax2, self.code2, 256, torch.float32) + self.offset
-        w = torch.ops.bitsandbytes.dequantize_4bit(self.packed, absmax, self.bs, "nf4", list(self.shape), self.compute_dtype)
+        w = torch.ops.bitsandbytes.dequantize_4bit(self.packed, absmax, self.bs, "nf4", list(self.shape), self.w_dtype).to(self.compute_dtype)
         return torch.nn.functional.linear(x.to(self.compute_dtype), w, self.bias)
 
 def nf4_stand_ins(model, device="cuda")->int:
-    "Replace every bitsandbytes Linear4bit of a meta model (from `quantize_linears`) by a `FakeLinear4bit` on `device`; how many."
+    "Replace every bitsandbytes Linear4bit (of a meta model from `quantize_linears`, or one `load_transformer` quantized on fake CUDA) by a `FakeLinear4bit` on `device`; how many."
     import bitsandbytes as bnb
     n = 0
     for name, mod in list(model.named_modules()):
         if isinstance(mod, bnb.nn.Linear4bit):
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, FakeLinear4bit(mod, device)); n += 1
+    import gc; gc.collect()   # a loaded Params4bit and its module refer to each other: freed (and its bytes uncounted) by the collector
     return n
 
 def _fake_or_shadow(owner, v):
@@ -520,6 +530,44 @@ def real_text_encoder_forward(prompts=("a photo of zxq, portrait", "zxq in a cit
     return dict(params=sum(p.numel() for p in te.parameters()), shapes=[tuple(e.shape) for e in embeds], devices={str(e.device) for e in embeds},
                 dtypes={e.dtype for e in embeds}, log=fc.log)
 
+def sparse_checkpoint(folder, layout:str="original", # "original" (ComfyUI single file, fused qkv) or "diffusers" (a model folder)
+                      config:dict=None)->Path:          # transformer config (default: the real one); e.g. dict(n_layers=1)
+    """A Z-Image transformer checkpoint at real size whose tensors read as zeros: a sparse file (12.3 GB at full depth
+    takes no disk). Writes `folder/transformer/config.json` and returns the single file, or the folder for "diffusers"."""
+    import json, struct
+    from pathlib import Path
+    from accelerate import init_empty_weights
+    from diffusers import ZImageTransformer2DModel
+    from zimage_nb.tiny import to_original_layout
+    folder = Path(folder); (folder / "transformer").mkdir(parents=True, exist_ok=True)
+    with init_empty_weights(): m = ZImageTransformer2DModel(**(config or {}))
+    m.save_config(folder / "transformer")
+    sd = {k: v.to(torch.bfloat16) for k, v in m.state_dict().items()}
+    if layout == "original": sd = to_original_layout(sd)
+    header, off = {}, 0
+    for k, v in sd.items():
+        header[k] = dict(dtype="BF16", shape=list(v.shape), data_offsets=[off, off + 2 * v.numel()]); off += 2 * v.numel()
+    h = json.dumps(header).encode(); h += b" " * (-len(h) % 8)
+    f = folder / ("z_image_bf16.safetensors" if layout == "original" else "transformer/diffusion_pytorch_model.safetensors")
+    with open(f, "wb") as fh: fh.write(struct.pack("<Q", len(h))); fh.write(h); fh.truncate(8 + len(h) + off)
+    return f if layout == "original" else folder
+
+def real_size_loading(folder, quant:str="nf4", single_file=None, res:int=512, dtype:torch.dtype=torch.bfloat16)->dict:
+    """`load_transformer` (the streaming loader: key mapping, fused-qkv split, quantizing as tensors arrive) from a
+    `sparse_checkpoint` onto fake CUDA, then one `predict` at `res`: bytes of the weights and the forward's peak."""
+    from zimage_nb.flow import predict
+    from zimage_nb.models import load_transformer
+    with FakeCuda() as fc:
+        tr = load_transformer(folder, quant, dtype, "cuda", single_file=single_file, progress=False)
+        n4 = nf4_stand_ins(tr) if quant == "nf4" else 0
+        weights = fc.memory.current; fc.memory.reset_peak()
+        lat = res // 8
+        with torch.no_grad(): pred = predict(tr, torch.randn(1, 16, lat, lat, device="cuda"), torch.tensor([0.5], device="cuda"),
+                                             [torch.randn(100, 2560, device="cuda", dtype=dtype)], dtype)
+        on_cuda = all(t.device == CUDA0 for t in list(tr.parameters()) + list(tr.buffers()))
+    return dict(quant=quant, loaded=tr.load_report.loaded, skipped=len(tr.load_report.skipped), nf4_layers=n4, weights=weights,
+                forward_peak=fc.memory.peak, shape=tuple(pred.shape), device=str(pred.device), on_cuda=on_cuda)
+
 def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, tokens:int=512, gpu:str="T4")->dict:
     "Qwen3-4B as `load_text_encoder` builds it (block Linears quantized, NF4 as `FakeLinear4bit`), one prompt encoded as caching does: bytes on fake CUDA."
     from accelerate import init_empty_weights
@@ -549,10 +597,16 @@ def rehearse(out=None)->list:
         t0 = time.time()
         try: r = f(); rows.append((what, "ok", round(time.time() - t0, 1), r))
         except Exception as e: rows.append((what, f"FAILED: {type(e).__name__}: {e}"[:300], round(time.time() - t0, 1), traceback.format_exc()[-2000:]))
-        print(rows[-1][:3], flush=True)
+        r = rows[-1][3]
+        print(rows[-1][:3], {k: v for k, v in r.items() if k not in ("log", "cuda_calls")} if isinstance(r, dict) else "", flush=True)
     row("transformer 6.15B bf16 1024² forward (fake CUDA)", lambda: real_transformer_forward(1024, torch.bfloat16))
     row("transformer fp16-safe 512² forward, T4 (fake CUDA)", lambda: real_transformer_forward(512, torch.float16, True, "T4"))
     row("Qwen3-4B bf16 encode 2 prompts (fake CUDA)", lambda: real_text_encoder_forward())
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        f = sparse_checkpoint(d, "original")
+        for q in ("nf4", "bf16"):
+            row(f"streaming loader, 30-layer single file (ComfyUI layout) -> {q} on fake CUDA, 1024² forward", lambda q=q: real_size_loading(d, q, f, 1024))
     for q, dt in (("nf4", torch.float32), ("nf4", torch.bfloat16), ("bf16", torch.bfloat16), ("bf16", torch.float32)):
         row(f"text-encoder caching step {q} in {dt} at 512 tokens: bytes", lambda q=q, dt=dt: text_encoder_caching_peak(q, dt))
     return rows
@@ -580,5 +634,4 @@ if __name__ == "__main__":
     ap.add_argument("--caching-rows", metavar="JSONL", help="write the text-encoder caching rows here instead")
     a = ap.parse_args()
     if a.caching_rows: caching_rows(a.caching_rows)
-    else:
-        for r in rehearse(): print(r[:3])
+    else: rehearse()
