@@ -249,7 +249,7 @@ from torch._subclasses.fake_tensor import DynamicOutputShapeException
 INT8_NOT_COVERED = pytest.mark.xfail(raises=DynamicOutputShapeException, strict=True,
     reason="bitsandbytes' int8_vectorwise_quant has a data-dependent output size (its outlier columns): a fake mode without symbolic shapes refuses it")
 
-@pytest.mark.parametrize("quant,layout", [("nf4", "original"), ("bf16", "diffusers"), pytest.param("int8", "original", marks=INT8_NOT_COVERED)])
+@pytest.mark.parametrize("quant,layout", [("nf4", "original"), ("nf4", "diffusers"), ("bf16", "diffusers"), pytest.param("int8", "original", marks=INT8_NOT_COVERED)])
 def test_streaming_loader_at_real_width_on_fake_cuda(tmp_path, quant, layout):
     """The real width (1 main layer, the 4 refiners) from a sparse checkpoint in ComfyUI's single-file layout (fused qkv,
     model.diffusion_model.) or a diffusers folder, quantized as it streams onto fake CUDA, then a 512² forward. NF4: the
