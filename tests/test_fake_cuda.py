@@ -59,9 +59,9 @@ def test_real_size_transformer_on_fake_cuda():
 
 def test_real_size_text_encoder_on_fake_cuda():
     "Qwen3-4B's model card (Qwen/Qwen3-4B-Base README; a copy in github.com/Robojiang/qwen_mlsys): 4.0 B parameters, 3.6 B of them not embeddings."
-    r = FC.real_text_encoder_forward()
+    r = FC.text_encoder_caching_peak("bf16", torch.bfloat16, 512, "H200")
     assert 3.95e9 < r["params"] < 4.05e9 and 3.55e9 < r["params"] - 151936 * 2560 < 3.65e9   # the embedding tied to the LM head, as published
-    assert all(s[1] == 2560 for s in r["shapes"]) and r["devices"] == {"cuda:0"} and r["dtypes"] == {torch.bfloat16}
+    assert r["emb"][0][1] == 2560 and r["emb"][1:] == (torch.bfloat16, "cuda:0")
 
 # ------------------------------------------------------------------------------------------------ tiny, fake CUDA: sampling and caching
 def test_sampling_on_fake_cuda():

@@ -20,7 +20,7 @@ Both record every `torch.cuda` call in `.cuda_calls` (name, whether it would ini
 `python tools/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
 """
 from __future__ import annotations
-import contextlib, sys, traceback, types
+import contextlib, traceback, types
 import numpy as np
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode, FakeTensor
@@ -427,11 +427,11 @@ class _TrackDispatch(TorchDispatchMode):
         if gpu:   # used on the current stream: anything copied on another stream must have been waited for
             cur = o.stand_in.current
             for t in ins:
-                made = o.made_on.get(t.untyped_storage())
-                if made and made[0] is not cur:
-                    if cur.waited.get(made[0], 0) < made[1]:
-                        raise StreamOrderError(f"{func} used a tensor of shape {tuple(t.shape)} copied on {made[0]} before that stream was waited for")
-                    o.copies[id(t.untyped_storage())]["used_on"].add(cur)
+                made = o.copies.get(id(t.untyped_storage()))
+                if made and made["stream"] is not cur:
+                    if cur.waited.get(made["stream"], 0) < made["seq"]:
+                        raise StreamOrderError(f"{func} used a tensor of shape {tuple(t.shape)} copied on {made['stream']} before that stream was waited for")
+                    made["used_on"].add(cur)
         dev = kwargs.get("device")
         if isinstance(dev, torch.device) and dev.type == "cuda":   # reached dispatch with its device (made inside another op): the CPU
             kwargs = {**kwargs, "device": torch.device("cpu")}; gpu = True
@@ -445,13 +445,13 @@ class _TrackDispatch(TorchDispatchMode):
 class DeviceTracker:
     "Within: 'cuda' means the CPU, with every would-be GPU tensor tracked and mixes refused (see the module's docstring)."
     def __init__(self, gpu:str="H200", n:int=1):
-        self.table, self.pinned, self.made_on, self.log = WeakIdKeyDictionary(), WeakIdKeyDictionary(), WeakIdKeyDictionary(), []
+        self.table, self.pinned, self.log = WeakIdKeyDictionary(), WeakIdKeyDictionary(), []
         self.stand_in, self.copies, self.violations = _CudaStandIn(gpu, n), {}, []
     def side_copy(self, t, stream):
         "`t` was copied on side stream `stream`: its use elsewhere must wait for it, and its memory must not be freed unrecorded."
         import weakref
-        st = t.untyped_storage(); self.made_on[st] = (stream, stream.seq)
-        self.copies[id(st)] = dict(stream=stream, shape=tuple(t.shape), used_on=set(), recorded=set())
+        st = t.untyped_storage()   # keyed by id while alive: the finalizer below takes the entry out when it is freed
+        self.copies[id(st)] = dict(stream=stream, seq=stream.seq, shape=tuple(t.shape), used_on=set(), recorded=set())
         weakref.finalize(st, self._copy_freed, id(st))
     def _record(self, t, stream):
         info = self.copies.get(id(t.untyped_storage()))
@@ -514,22 +514,6 @@ def real_transformer_forward(res:int=1024,                 # image side in pixel
     params = sum(p.numel() for p in tr.parameters())
     return dict(params=params, shape=tuple(pred.shape), device=str(pred.device), dtype=pred.dtype, hooks=len(h), log=fc.log, cuda_calls=fc.cuda_calls)
 
-def real_text_encoder_forward(prompts=("a photo of zxq, portrait", "zxq in a city street at night"), max_sequence_length:int=512,
-                              dtype:torch.dtype=torch.bfloat16, gpu:str="H200")->dict:
-    "Qwen3-4B (published config) on fake CUDA: `encode_prompts` as caching calls it (the tiny tokenizer's ids are valid Qwen3 ids)."
-    from accelerate import init_empty_weights
-    from transformers import Qwen3Config, Qwen3Model
-    from zimage_nb.cache import encode_prompts
-    from zimage_nb.tiny import tiny_pipeline
-    tok = tiny_pipeline().tokenizer
-    with init_empty_weights(): te = Qwen3Model(Qwen3Config(**QWEN3_4B))
-    te.requires_grad_(False)
-    with FakeCuda(gpu) as fc:
-        te = te.to_empty(device="cuda").to(dtype)
-        with torch.no_grad(): embeds = encode_prompts(tok, te, list(prompts), max_sequence_length)
-    return dict(params=sum(p.numel() for p in te.parameters()), shapes=[tuple(e.shape) for e in embeds], devices={str(e.device) for e in embeds},
-                dtypes={e.dtype for e in embeds}, log=fc.log)
-
 def sparse_checkpoint(folder, layout:str="original", # "original" (ComfyUI single file, fused qkv) or "diffusers" (a model folder)
                       config:dict=None)->Path:          # transformer config (default: the real one); e.g. dict(n_layers=1)
     """A Z-Image transformer checkpoint at real size whose tensors read as zeros: a sparse file (12.3 GB at full depth
@@ -569,7 +553,7 @@ def real_size_loading(folder, quant:str="nf4", single_file=None, res:int=512, dt
                 forward_peak=fc.memory.peak, shape=tuple(pred.shape), device=str(pred.device), on_cuda=on_cuda)
 
 def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, tokens:int=512, gpu:str="T4")->dict:
-    "Qwen3-4B as `load_text_encoder` builds it (block Linears quantized, NF4 as `FakeLinear4bit`), one prompt encoded as caching does: bytes on fake CUDA."
+    "Qwen3-4B (published config) as `load_text_encoder` builds it (block Linears quantized, NF4 as `FakeLinear4bit`), one prompt encoded as caching does (the tiny tokenizer's ids are valid Qwen3 ids): bytes on fake CUDA."
     from accelerate import init_empty_weights
     from transformers import Qwen3Config, Qwen3Model
     from zimage_nb.cache import encode_prompts
@@ -586,7 +570,8 @@ def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, 
                 for _, p in m.named_parameters(recurse=False): p.data = p.data.to(dtype)
         weights = fc.memory.current; fc.memory.reset_peak()
         with torch.no_grad(): emb = encode_prompts(tok, te, ["a photo of zxq"], tokens)[0]
-    return dict(quant=quant, dtype=str(dtype).split(".")[-1], tokens=tokens, weights=weights, peak=fc.memory.peak, forward=fc.memory.peak - weights,
+    return dict(quant=quant, dtype=str(dtype).split(".")[-1], tokens=tokens, params=sum(p.numel() for p in te.parameters()),
+                weights=weights, peak=fc.memory.peak, forward=fc.memory.peak - weights,
                 emb=(tuple(emb.shape), emb.dtype, str(emb.device)))
 
 def rehearse(out=None)->list:
@@ -601,7 +586,6 @@ def rehearse(out=None)->list:
         print(rows[-1][:3], {k: v for k, v in r.items() if k not in ("log", "cuda_calls")} if isinstance(r, dict) else "", flush=True)
     row("transformer 6.15B bf16 1024² forward (fake CUDA)", lambda: real_transformer_forward(1024, torch.bfloat16))
     row("transformer fp16-safe 512² forward, T4 (fake CUDA)", lambda: real_transformer_forward(512, torch.float16, True, "T4"))
-    row("Qwen3-4B bf16 encode 2 prompts (fake CUDA)", lambda: real_text_encoder_forward())
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         f = sparse_checkpoint(d, "original")

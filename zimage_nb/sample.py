@@ -157,7 +157,7 @@ def fit_small_gpu(pipe, offload:str="none", # AdvancedConfig.offload: none, mode
             dev = device or "cuda"
             pipe._block_offload = [BlockOffload(pipe.transformer, dev, resident=2, prefetch=True)]
             if pipe.text_encoder is not None: pipe._block_offload.append(BlockOffload(pipe.text_encoder, dev, resident=2, prefetch=True))
-            pipe.vae.to(dev)                              # small (84 M parameters); decoding on the host would meet GPU latents
+            pipe.vae.to(dev)                              # small beside the transformer; decoding on the host would meet GPU latents
             done.append("block offload (transformer" + (" and text encoder" if pipe.text_encoder is not None else "") + ", 2 blocks resident)")
     return done
 
