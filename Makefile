@@ -43,9 +43,10 @@ gpu-rehearsal:
 	bash bench/gpu_rehearsal.sh
 
 # The panels with the ipywidgets Colab imports at start (7.7.1; the rest of the tests run with 8): a virtual environment on
-# top of this one that only swaps ipywidgets. About 30 s; needs PyPI. .ci/run runs it after `make test`.
+# top of this one (its packages through a .pth file, so it works from inside CI's own environment) that only swaps ipywidgets. About 30 s; needs PyPI. .ci/run runs it after `make test`.
 panels-ipywidgets7:
-	@rm -rf .venv-ipywidgets7 && python -m venv --system-site-packages .venv-ipywidgets7
+	@rm -rf .venv-ipywidgets7 && python -m venv .venv-ipywidgets7
+	python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$(.venv-ipywidgets7/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/outer.pth"
 	.venv-ipywidgets7/bin/python -m pip install -q "ipywidgets==7.7.1" 2>&1 | grep -v "^WARNING: Location" || true
 	.venv-ipywidgets7/bin/python -c "import ipywidgets as W; assert W.__version__ == '7.7.1', W.__version__"
 	.venv-ipywidgets7/bin/python -m pytest tests/test_panels.py -q -p no:cacheprovider -W ignore::DeprecationWarning

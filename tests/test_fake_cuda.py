@@ -27,6 +27,18 @@ def test_fake_cuda_moves_refuses_mixes_and_stands_in_for_torch_cuda():
         assert torch.cuda.get_device_properties(0).total_memory == 15 * 2**30 and not torch.cuda.is_bf16_supported(including_emulation=False)
     assert ("get_device_properties", True) in fc.cuda_calls and torch.cuda.is_available() is False   # restored afterwards
 
+def test_every_stand_in_takes_the_real_functions_parameters():
+    """Each torch.cuda stand-in has the real function's parameters (names, kinds, defaults) on the installed torch, and is called as
+    libraries call the real one: transformers 5.25's kernelize asks get_device_capability(device=...), which a `d=None` stand-in refused."""
+    import inspect
+    with FC.DeviceTracker("T4") as dt:
+        assert torch.cuda.get_device_capability(device="cuda:0") == (7, 5) and torch.cuda.mem_get_info(device=0)[1] == 15 * 2**30
+        with pytest.raises(TypeError): torch.cuda.get_device_capability(d=0)       # what the real function refuses is refused
+        for name, f in dt.stand_in.functions().items():
+            if name in FC._REAL_CUDA: assert inspect.signature(f).parameters.keys() == inspect.signature(FC._REAL_CUDA[name]).parameters.keys(), name
+    with pytest.raises(FC.StandInMismatch, match=r"torch.cuda.get_device_capability takes \(d=None\) but torch"):
+        FC.like_real("get_device_capability", lambda d=None: (7, 5))           # how the next release's change shows up
+
 def test_tracker_refuses_host_tensors_and_unwaited_copies():
     lin = torch.nn.Linear(8, 4)
     with FC.DeviceTracker() as dt:
@@ -170,6 +182,26 @@ def test_captioning_on_tracked_cuda(tmp_path):
         rep = C.caption_images(photos, batch_size=2, model="tiny", device="cuda", dtype=torch.float32, progress=False)
     assert [r.status for r in rep.rows] == ["captioned"] * 2 and len(list(photos.glob("*.txt"))) == 2 and rep.released
     assert ("mem_get_info", True) in dt.cuda_calls and ("reset_peak_memory_stats", False) in dt.cuda_calls
+
+def test_the_captioner_loads_without_hub_kernels_offline_on_a_gpu(monkeypatch):
+    """Why load_captioner passes use_kernels=False: with transformers' default (on since 5.x when `kernels` is installed), loading
+    the captioner on a GPU with the Hub offline (Kaggle without Internet, HF_HUB_OFFLINE) stops at the first kernel not cached.
+    What the kernels would replace is read from transformers' own mapping: norms, activations and rotary, not the 4-bit linears."""
+    import transformers
+    from zimage_nb.caption import load_captioner
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)                              # the Hub out of reach, as on Kaggle without Internet
+    with FC.DeviceTracker("T4"):
+        cap = load_captioner("tiny", "nf4", device="cuda", dtype=torch.float32)          # a T4's load: NF4, device_map on the GPU
+        assert not cap.model.use_kernels
+        hub = {getattr(type(m), "kernel_layer_name", None) for m in cap.model.modules()} - {None}
+        assert hub == {"RMSNorm", "SiLU", "GeluTanh"}                                  # what a kernelized load would swap
+        if int(transformers.__version__.split(".")[0]) >= 5 and importlib.util.find_spec("kernels"):
+            from transformers.integrations.hub_kernels import get_kernel_mapping_transformers
+            repos = {next(iter(get_kernel_mapping_transformers()[k]["cuda"].values()))._repo_id for k in hub}
+            assert repos == {"kernels-community/liger-kernels", "kernels-community/activation"}
+            with pytest.raises(ValueError, match="kernels-community/.*not available in the local cache"):
+                cap.model.set_use_kernels(True, device_map={"": "cuda"})                # what from_pretrained's default ends with
 
 def test_what_the_panels_call_before_the_launcher_leaves_cuda_uninitialised(monkeypatch, tmp_path):
     """A two-GPU Kaggle machine: detecting the GPUs, the suggestions, the estimate and the GPU count ask nvidia-smi and NVML only.

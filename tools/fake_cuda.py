@@ -20,7 +20,7 @@ Both record every `torch.cuda` call in `.cuda_calls` (name, whether it would ini
 `python tools/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
 """
 from __future__ import annotations
-import contextlib, traceback, types
+import contextlib, functools, traceback, types
 import numpy as np
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode, FakeTensor
@@ -78,6 +78,30 @@ class _Event:
     def query(self): return True
 class _Props(types.SimpleNamespace): pass
 
+_REAL_CUDA = {n: getattr(torch.cuda, n) for n in (   # the functions the stand-ins replace, as this torch has them (read before any stand-in is in)
+    "is_available", "device_count", "is_initialized", "init", "_lazy_init", "current_device", "set_device", "get_device_properties", "get_device_name",
+    "get_device_capability", "is_bf16_supported", "mem_get_info", "memory_allocated", "max_memory_allocated", "memory_reserved", "max_memory_reserved",
+    "reset_peak_memory_stats", "empty_cache", "synchronize", "manual_seed", "manual_seed_all", "get_rng_state_all", "set_rng_state_all", "get_rng_state",
+    "set_rng_state", "stream", "current_stream", "default_stream")}
+
+class StandInMismatch(TypeError):
+    "A stand-in whose parameters differ from the torch.cuda function it replaces (a new torch release changed it)."
+
+def like_real(name:str, impl, note=None):
+    """`impl` standing in for `torch.cuda.<name>`: its parameter names, kinds and defaults must be the real function's (checked here,
+    so a torch release that changes one stops with StandInMismatch naming both), and every call is bound by the real signature first."""
+    import inspect
+    real = inspect.signature(_REAL_CUDA[name]); mine = inspect.signature(impl)
+    strip = lambda sig: [(p.name, p.kind, p.default) for p in sig.parameters.values()]
+    if strip(real) != strip(mine):
+        raise StandInMismatch(f"the stand-in for torch.cuda.{name} takes {mine} but torch {torch.__version__} has {real}: update it in tools/fake_cuda.py")
+    @functools.wraps(impl)
+    def call(*a, **k):
+        real.bind(*a, **k)                       # a call the real function refuses is refused here too
+        if note: note()
+        return impl(*a, **k)
+    return call
+
 class _CudaStandIn:
     "Replaces torch.cuda's functions while active; records each call and whether a real machine would initialise CUDA."
     active = None
@@ -94,38 +118,37 @@ class _CudaStandIn:
         inits = name in self.INIT
         self.calls.append((name, inits)); self.initialised |= inits
     def functions(self):
+        "The stand-ins, each checked against the real torch.cuda function's parameters (see `like_real`)."
         name, mem, cc, bf16 = self.gpu
-        def rec(n, f): 
-            def g(*a, **k): self._note(n); return f(*a, **k)
-            return g
         s = self
+        def rec(n, f): return like_real(n, f, lambda: s._note(n))
         @contextlib.contextmanager
-        def stream(st):
-            s._note("stream"); prev = s.current; s.current = st or prev
+        def stream(stream):
+            s._note("stream"); prev = s.current; s.current = stream or prev
             try: yield
             finally: s.current = prev
         class Stream(_Stream):
             def __init__(self, *a, **k): s._note("Stream"); super().__init__(s, f"side{len(s.calls)}")
         class Event(_Event):
             def __init__(self, *a, **k): s._note("Event"); super().__init__()
+        zeros = lambda: torch.zeros(16, dtype=torch.uint8)
         return dict(
             is_available=rec("is_available", lambda: True), device_count=rec("device_count", lambda: s.n),
-            is_initialized=lambda: s.initialised, init=rec("init", lambda: None), _lazy_init=rec("_lazy_init", lambda: None),
-            current_device=rec("current_device", lambda: 0), set_device=rec("set_device", lambda d: None),
-            get_device_properties=rec("get_device_properties", lambda d=None: _Props(name=name, total_memory=mem, major=cc[0], minor=cc[1], multi_processor_count=40)),
-            get_device_name=rec("get_device_name", lambda d=None: name), get_device_capability=rec("get_device_capability", lambda d=None: cc),
+            is_initialized=like_real("is_initialized", lambda: s.initialised), init=rec("init", lambda: None), _lazy_init=rec("_lazy_init", lambda: None),
+            current_device=rec("current_device", lambda: 0), set_device=rec("set_device", lambda device: None),
+            get_device_properties=rec("get_device_properties", lambda device=None: _Props(name=name, total_memory=mem, major=cc[0], minor=cc[1], multi_processor_count=40)),
+            get_device_name=rec("get_device_name", lambda device=None: name), get_device_capability=rec("get_device_capability", lambda device=None: cc),
             is_bf16_supported=rec("is_bf16_supported", lambda including_emulation=True: bf16 or bool(including_emulation)),
-            mem_get_info=rec("mem_get_info", lambda d=None: (mem - s.used(), mem)),
-            memory_allocated=rec("memory_allocated", lambda d=None: s.used()), max_memory_allocated=rec("max_memory_allocated", lambda d=None: s.used(True)),
-            memory_reserved=rec("memory_reserved", lambda d=None: s.used()), max_memory_reserved=rec("max_memory_reserved", lambda d=None: s.used(True)),
-            reset_peak_memory_stats=rec("reset_peak_memory_stats", lambda d=None: s.memory and s.memory.reset_peak()),
-            empty_cache=rec("empty_cache", lambda: None), synchronize=rec("synchronize", lambda d=None: None),
-            manual_seed=rec("manual_seed", lambda x: None), manual_seed_all=rec("manual_seed_all", lambda x: None),
-            get_rng_state_all=rec("get_rng_state_all", lambda: [torch.zeros(16, dtype=torch.uint8)] * s.n),
-            set_rng_state_all=rec("set_rng_state_all", lambda x: None),
-            get_rng_state=rec("get_rng_state", lambda d=None: torch.zeros(16, dtype=torch.uint8)), set_rng_state=rec("set_rng_state", lambda x, d=None: None),
-            Stream=Stream, Event=Event, stream=stream, current_stream=rec("current_stream", lambda d=None: s.current),
-            default_stream=rec("default_stream", lambda d=None: s.default))
+            mem_get_info=rec("mem_get_info", lambda device=None: (mem - s.used(), mem)),
+            memory_allocated=rec("memory_allocated", lambda device=None: s.used()), max_memory_allocated=rec("max_memory_allocated", lambda device=None: s.used(True)),
+            memory_reserved=rec("memory_reserved", lambda device=None: s.used()), max_memory_reserved=rec("max_memory_reserved", lambda device=None: s.used(True)),
+            reset_peak_memory_stats=rec("reset_peak_memory_stats", lambda device=None: s.memory and s.memory.reset_peak()),
+            empty_cache=rec("empty_cache", lambda: None), synchronize=rec("synchronize", lambda device=None: None),
+            manual_seed=rec("manual_seed", lambda seed: None), manual_seed_all=rec("manual_seed_all", lambda seed: None),
+            get_rng_state_all=rec("get_rng_state_all", lambda: [zeros()] * s.n), set_rng_state_all=rec("set_rng_state_all", lambda new_states: None),
+            get_rng_state=rec("get_rng_state", lambda device="cuda": zeros()), set_rng_state=rec("set_rng_state", lambda new_state, device="cuda": None),
+            Stream=Stream, Event=Event, stream=like_real("stream", stream), current_stream=rec("current_stream", lambda device=None: s.current),
+            default_stream=rec("default_stream", lambda device=None: s.default))
     def __enter__(self):
         self.saved = {k: getattr(torch.cuda, k, None) for k in self.functions()}
         for k, f in self.functions().items(): setattr(torch.cuda, k, f)

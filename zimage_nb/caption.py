@@ -125,7 +125,10 @@ def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a 
     from zimage_nb.models import default_device, compute_dtype, encoder_dtype
     device = device or default_device(); dtype = dtype or encoder_dtype(compute_dtype("auto", device))   # fp32 where fp16 would be used: Qwen overflows it
     folder = captioner_folder(name, token)
-    kw = dict(dtype=dtype)
+    # transformers 5 swaps layers for code fetched from the Hub at load time (the `kernels` package): on a GPU, the RMSNorms
+    # (kernels-community/liger-kernels), SiLU/GELU (activation) and rotary embeddings, never the 4-bit linears where an NF4 model
+    # spends its time; offline, a kernel missing from the local cache stops the load. Captions must not hang on a download: off.
+    kw = dict(dtype=dtype, use_kernels=False)
     if quant in ("nf4", "int8") and str(device).startswith("cuda"):
         kw["quantization_config"] = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
                                      if quant == "nf4" else BitsAndBytesConfig(load_in_8bit=True))

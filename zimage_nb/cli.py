@@ -131,8 +131,8 @@ def _validate(a):
 def _demo(a): run_demo(a.out, a.seed, a.steps)
 
 def _train(a):
+    cfg = _config(a)                      # checked before the training stack (and the libraries that talk on import) is loaded
     from zimage_nb.launch import launch_training
-    cfg = _config(a)
     r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
     print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))
 

@@ -219,7 +219,7 @@ def load_transformer(folder:str|Path=None,        # diffusers model folder (its 
     return model.eval().requires_grad_(False)
 
 def load_text_encoder(folder:str|Path, quant:str="nf4", dtype:torch.dtype=None, device:str=None, progress:bool=True)->Qwen3Model:
-    "Build the Qwen3 text encoder on meta and stream its weights in, quantized."
+    "Build the Qwen3 text encoder on meta and stream its weights in, quantized (built, not `from_pretrained`: no Hub kernels are fetched)."
     device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
     sub = Path(folder) / "text_encoder"
     config = Qwen3Config.from_pretrained(sub)
