@@ -230,7 +230,8 @@ def _offload_equal(s):
 def part_infer(s, variants=None, repeat=2):
     import torch
     import inference_latency as IL
-    from zimage_nb.sample import SAMPLING, fit_small_gpu
+    from zimage_nb.config import SAMPLING
+    from zimage_nb.sample import fit_small_gpu
     res, dtype = (s.res[-1], torch.bfloat16) if not s.smoke else (64, torch.float32)
     variants = variants or ([("nf4", "none"), ("nf4", "model"), ("nf4", "group"), ("bf16", "none")] if not s.smoke else [("nf4", "none"), ("nf4", "group")])
     for quant, offload in variants:
@@ -238,11 +239,11 @@ def part_infer(s, variants=None, repeat=2):
             p = IL.pipeline(s.scale, quant, s.device, dtype)
             done = fit_small_gpu(p, offload, False, s.device) if offload != "none" else []
             for name in ("turbo", "non-accelerated"):
-                steps, cfg = SAMPLING[name]["steps"], SAMPLING[name]["guidance"]
+                steps, cfg = SAMPLING[name]["steps"], SAMPLING[name]["cfg_scale"]
                 if s.cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
                 sec, calls = IL.time_one(p, res, steps, cfg, s.device, dtype, 1 if s.smoke else repeat)
                 s.row("infer", quant=quant if not s.smoke else "fp32 (tiny)", offload=offload, applied=done, res=res, setting=name, steps=steps,
-                      guidance=cfg, calls=calls, s_per_image=round(sec, 3), peak_alloc=torch.cuda.max_memory_allocated() if s.cuda else None,
+                      cfg_scale=cfg, calls=calls, s_per_image=round(sec, 3), peak_alloc=torch.cuda.max_memory_allocated() if s.cuda else None,
                       peak_reserved=torch.cuda.max_memory_reserved() if s.cuda else None)
         s.guarded("infer", one, quant=quant, offload=offload)
 
@@ -405,7 +406,7 @@ def report(folder):
     table("Training offload: correctness on this device", ["check", "max |ΔLoRA|", "host reads", "most blocks on the device"], lambda r: r["part"] == "offload" and "check" in r,
           lambda r: [r["check"], r["max_abs_diff"], r["host_reads"], r["max_resident"]])
     table("Inference (cached prompt embeddings; VAE decode included)", ["base", "sampling offload", "res", "setting", "transformer calls", "s / image", "peak reserved GiB"],
-          lambda r: r["part"] == "infer", lambda r: [r["quant"], r["offload"], r["res"], f"{r['setting']} ({r['steps']} steps, CFG {r['guidance']:g})", r["calls"], r["s_per_image"], _g(r.get("peak_reserved"))])
+          lambda r: r["part"] == "infer", lambda r: [r["quant"], r["offload"], r["res"], f"{r['setting']} ({r['steps']} steps, CFG {r['cfg_scale']:g})", r["calls"], r["s_per_image"], _g(r.get("peak_reserved"))])
     table("VRAM after caching (text encoder and VAE released)", ["seconds", "released (weak refs)", "allocated after − before", "ok"], lambda r: r["part"] == "cache",
           lambda r: [r["seconds"], r["released"], f"{r['released_bytes'] / MIB:+.1f} MiB" if r.get("released_bytes") is not None else "—", r["ok"]])
     table("Peer: diffusers' Z-Image LoRA example (NF4, rank 16, checkpointing, cached latents)", ["res", "s/step", "peak reserved GiB"], lambda r: r["part"] == "peer" and "skipped" not in r,

@@ -12,13 +12,13 @@ calls, and on CUDA the peak allocated VRAM.
 import argparse, statistics, time
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
-from zimage_nb.sample import SAMPLING
+from zimage_nb.config import SAMPLING, diffusers_guidance
 from zimage_nb.tiny import tiny_pipeline, TURBO_SCHEDULER
 
 REAL_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
                 scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
-SETTINGS = ("turbo", "non-accelerated")     # zimage_nb.sample.SAMPLING: 8 steps without CFG; 30 steps, CFG 2
+SETTINGS = ("turbo", "non-accelerated")     # zimage_nb.config.SAMPLING: 8 steps without CFG; 30 steps, CFG 2
 
 def pipeline(scale, quant, device, dtype):
     if scale == "tiny":
@@ -43,8 +43,8 @@ def time_one(p, res, steps, cfg, device, dtype, repeat):
         calls.clear()
         if device == "cuda": torch.cuda.synchronize()
         t0 = time.perf_counter()
-        p(prompt_embeds=pe, negative_prompt_embeds=ne if cfg else None, height=res, width=res, num_inference_steps=steps,
-          guidance_scale=cfg, generator=torch.Generator(device).manual_seed(i), output_type="pil")
+        p(prompt_embeds=pe, negative_prompt_embeds=ne if diffusers_guidance(cfg) else None, height=res, width=res, num_inference_steps=steps,
+          guidance_scale=diffusers_guidance(cfg), generator=torch.Generator(device).manual_seed(i), output_type="pil")
         if device == "cuda": torch.cuda.synchronize()
         if i: out.append(time.perf_counter() - t0)
     h.remove()
@@ -68,7 +68,7 @@ def main():
         for r in a.res:
             base = None
             for name_ in SETTINGS:
-                steps, cfg = SAMPLING[name_]["steps"], SAMPLING[name_]["guidance"]
+                steps, cfg = SAMPLING[name_]["steps"], SAMPLING[name_]["cfg_scale"]
                 if device == "cuda": torch.cuda.reset_peak_memory_stats()
                 s, calls = time_one(p, r, steps, cfg, device, dtype, a.repeat)
                 base = base or s

@@ -73,8 +73,8 @@ def test_cross_field_rules():
     assert "no dataset" in problems(cfg)[0]["datasets"]
 
 def test_turbo_guidance_is_a_warning_not_an_error():
-    with pytest.warns(UserWarning, match=r"sample.guidance = 2.5 on Turbo"):
-        ws = validate_config(preset(sample__guidance=2.5), ready=False)
+    with pytest.warns(UserWarning, match=r"sample.cfg_scale = 2.5 on Turbo"):
+        ws = validate_config(preset(sample__cfg_scale=2.5), ready=False)
     assert len(ws) == 1
 
 def test_plain_lora_on_turbo_warns_about_drift():
@@ -104,7 +104,7 @@ def test_default_preset_is_turbo_with_adapter_v2():
     c = preset()
     assert (c.model.name_or_path, c.model.training_adapter, c.target.rank, c.training.lr, c.training.optimizer, c.training.batch_size) == \
            ("Tongyi-MAI/Z-Image-Turbo", "v2", 16, 1e-4, "adamw8bit", 1)
-    assert (c.datasets[0].resolutions, c.sample.every, c.sample.steps, c.sample.guidance) == ([512, 768, 1024], 250, 8, 0.0)
+    assert (c.datasets[0].resolutions, c.sample.every, c.sample.steps, c.sample.cfg_scale) == ([512, 768, 1024], 250, 8, 1.0)
     assert 2500 <= c.training.steps <= 3000 and c.training.cache_latents and c.training.cache_text_embeddings
 
 def test_uncached_training_is_refused_with_the_reason():

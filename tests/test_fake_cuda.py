@@ -86,7 +86,7 @@ def test_sampling_on_fake_cuda():
         s = Sampler(pipe)
         assert str(s.device) == "cuda:0"
         turbo = s.image("zxq, a photo", width=64, height=64, steps=1)
-        cfg = s.image("zxq, a photo", width=64, height=64, setting="non-accelerated", steps=1, guidance=3.0)
+        cfg = s.image("zxq, a photo", width=64, height=64, setting="non-accelerated", steps=1, cfg_scale=3.0)
     assert turbo.size == cfg.size == (64, 64)
 
 def test_a_weight_sweep_grid_on_tracked_cuda(tmp_path):

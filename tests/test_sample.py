@@ -26,12 +26,12 @@ def test_grid_shape_labels_and_files(sampler, tmp_path):
     g = render_grid(sampler, seed_rows("a red cube", [1, 2, 3]), combine(setting_columns("turbo", "non-accelerated"), toggle("mine")),
                     base=dict(width=64, height=64), title="t", path=tmp_path / "cmp_grid.png", progress=False)
     assert (len(g.images), len(g.images[0])) == (3, 4)
-    assert g.col_labels == ["turbo: 8 steps, CFG 0 | mine off", "turbo: 8 steps, CFG 0 | mine on",
+    assert g.col_labels == ["turbo: 8 steps, CFG 1 | mine off", "turbo: 8 steps, CFG 1 | mine on",
                             "non-accelerated: 30 steps, CFG 2 | mine off", "non-accelerated: 30 steps, CFG 2 | mine on"]
     assert g.row_labels == ["a red cube · seed 1", "a red cube · seed 2", "a red cube · seed 3"]
     meta = json.loads((tmp_path / "cmp_grid.json").read_text())
     assert meta["cells"][2][3] | {"seconds": 0} == {"prompt": "a red cube", "seed": 3, "setting": "non-accelerated", "width": 64, "height": 64,
-                                                    "adapters": {"mine": 1.0}, "steps": 30, "guidance": 2.0, "seconds": 0}
+                                                    "adapters": {"mine": 1.0}, "steps": 30, "cfg_scale": 2.0, "diffusers_guidance": 1.0, "seconds": 0}
     assert meta["column_seconds"][2] > meta["column_seconds"][0]          # 30 steps with CFG cost more than 8 without
     w, h = Image.open(tmp_path / "cmp_grid.png").size
     assert w >= 4 * 192 and h >= 3 * 192
@@ -79,3 +79,28 @@ def test_checkpoint_labels_carry_the_validation_loss(tmp_path):
     assert list(checkpoint_loras(run)) == ["step 5 · val 0.5000", "step 10 · val 1.0000", "final · val 1.5000"]   # a torn last line is skipped
     (run / "log.jsonl").unlink()
     assert list(checkpoint_loras(run)) == ["step 5", "step 10", "final"]
+
+# Each preset's sampling against its source, on the usual CFG scale (1 = none), and what diffusers is then asked to do.
+# diffusers' ZImagePipeline guides with pos + g·(pos − neg) whenever g > 0 (pipelines/z_image/pipeline_z_image.py,
+# do_classifier_free_guidance: `self._guidance_scale > 0`), so g = CFG − 1; AI Toolkit's z_image.py passes max(0, cfg − 1) the same way.
+PRESET_SAMPLING = {   # preset: (steps, CFG, diffusers guidance_scale, transformer evaluations per image), source
+    "turbo-adapter-v2": (8, 1.0, 0.0, 8),     # Tongyi-MAI/Z-Image-Turbo card: guidance_scale=0.0 ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
+    "turbo-adapter-v1": (8, 1.0, 0.0, 8),     # the same
+    "turbo-distillpatch": (8, 1.0, 0.0, 8),   # DiffSynth-Studio's Z-Image doc and DistillPatch card: "acceleration configuration (steps=8, cfg=1)"
+    "de-turbo": (25, 2.5, 1.5, 50),           # ostris/Z-Image-De-Turbo card: "a low CFG (2.0 - 3.0) and 20-30 steps"
+    "base": (50, 5.0, 4.0, 100),              # Tongyi-MAI/Z-Image card's diffusers example: num_inference_steps=50, guidance_scale=4
+    "base-fun-distill": (8, 1.0, 0.0, 8),     # alibaba-pai/Z-Image-Fun-Lora-Distill (VideoX-Fun README): "does not require CFG and uses 8 steps"
+}
+
+@pytest.mark.parametrize("name", PRESET_SAMPLING)
+def test_each_preset_samples_as_its_source_says(sampler, name):
+    "What the trainer's samples and the model card run, counted on the tiny transformer: diffusers' guidance and its evaluations per image."
+    from zimage_nb.config import preset
+    from zimage_nb.hub import sampling_recipe
+    cfg = preset(name); r = sampling_recipe(cfg)
+    assert (cfg.sample.steps, cfg.sample.cfg_scale) == (r["steps"], r["cfg_scale"])      # in-training samples = the card's recipe
+    seen = []
+    h = sampler.tr.register_forward_hook(lambda m, a, o: seen.append(len(a[0])))         # the pipeline batches positive and negative
+    try: sampler.image("a red cube", width=64, height=64, steps=r["steps"], cfg_scale=r["cfg_scale"], adapters={})
+    finally: h.remove()
+    assert (r["steps"], r["cfg_scale"], sampler.pipe.guidance_scale, sum(seen)) == PRESET_SAMPLING[name]

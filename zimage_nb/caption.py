@@ -18,6 +18,7 @@ __all__ = ['STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FIL
            'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
 
 # %% ../nbs/05b_caption.ipynb
+from .config import run_folder
 from .sources import CAPTION_MODELS, CAPTION_PATTERNS   # the captioners' repositories and what a download fetches (01b_sources)
 STYLES = {
     "short": ("Write one short sentence (at most 20 words) describing this image for a text-to-image training caption. "
@@ -293,7 +294,7 @@ def caption_dataset(cfg, i:int=0, # a ZConfig, and which of its datasets
     "Caption the images of dataset `i` of `cfg` that have no caption (style: the dataset's auto_caption, else detailed)."
     from zimage_nb.data import source_folder
     d = cfg.datasets[i]
-    work = Path(work or Path(cfg.job.output_dir).expanduser() / cfg.job.name / "work")
+    work = Path(work or run_folder(cfg) / "work")
     style = style or (d.auto_caption if d.auto_caption != "off" else "detailed")
     return caption_images(source_folder(d.path, work), style, bool(cfg.job.trigger_word), overwrite, model or cfg.advanced.caption_model,
                           cfg.quantization.text_encoder, max_sequence_length=cfg.advanced.max_sequence_length, device=device, dtype=dtype, progress=progress)

@@ -39,7 +39,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     pipe = load_pipeline(paths["model"], "nf4", "nf4", dtype=torch.float32, device="cpu", progress=False)
     log(f"loaded with NF4 transformer ({weight_report(pipe.transformer)['quantized_layers']} 4-bit layers) and NF4 text encoder in {time.time() - t0:.1f} s")
     tiny_image(pipe, DEMO_SAMPLE, height=64, width=64, steps=n).save(out / "sample_nf4.png"); paths["sample"] = out / "sample_nf4.png"
-    log(f"sample of {DEMO_SAMPLE!r} ({few}, guidance 0): {paths['sample']}")
+    log(f"sample of {DEMO_SAMPLE!r} ({few}, CFG 1): {paths['sample']}")
     cfg = preset("tiny", job__output_dir=str(out), job__name="demo", job__trigger_word="zxq", datasets__0__path=str(paths["photos"]),
                  model__name_or_path=str(paths["model"]), model__variant="turbo", model__training_adapter=str(tiny_turbo_file("adapter")),
                  sample__steps=n, training__steps=steps, save__every=max(1, steps // 2), sample__every=max(1, steps // 2),

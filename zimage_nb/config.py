@@ -12,10 +12,11 @@ import yaml
 from .core import ZImageError, atomic_write_text, decode_text
 
 # %% auto #0
-__all__ = ['COMFY_TURBO', 'PANELS', 'PANEL_TYPES', 'FUN_DISTILL_8', 'BASE', 'PRESETS', 'opt', 'JobConfig', 'ModelConfig',
-           'QuantizationConfig', 'TargetConfig', 'SaveConfig', 'TrainingConfig', 'DatasetConfig', 'SampleConfig',
-           'AdvancedConfig', 'ZConfig', 'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError',
-           'config_problems', 'validate_config', 'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
+__all__ = ['COMFY_TURBO', 'SAMPLING', 'PANELS', 'PANEL_TYPES', 'FUN_DISTILL_8', 'BASE', 'PRESETS', 'opt', 'JobConfig',
+           'ModelConfig', 'QuantizationConfig', 'TargetConfig', 'SaveConfig', 'TrainingConfig', 'DatasetConfig',
+           'diffusers_guidance', 'model_calls', 'SampleConfig', 'AdvancedConfig', 'ZConfig', 'run_folder',
+           'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError', 'config_problems', 'validate_config',
+           'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
 
 # %% ../nbs/01_config.ipynb
 def opt(default,                 # the default value (lists are copied per instance)
@@ -101,8 +102,7 @@ class TrainingConfig:
     loss: str = opt("mse", "Loss on the flow-matching target.", choices=("mse", "l1", "huber"))
     timestep_type: str = opt("weighted", "How training timesteps are drawn.", choices=("weighted", "uniform", "sigmoid"))
     timestep_bias: str = opt("balanced", "balanced; high-noise for style/composition; low-noise for identity/details.", choices=("balanced", "high-noise", "low-noise"))
-    shift: float = opt(3.0, "Flow-matching shift of the sigma schedule (Turbo uses 3.0).", lo=0, hi=20, lo_open=True)
-    auto_shift: bool = opt(False, "Pick the shift from the image size instead (more pixels, more noise), as the pipeline's dynamic shifting does.")
+    shift: float = opt(3.0, "Flow-matching shift of the training noise levels (Z-Image's scheduler samples with a static 3.0 at every size).", lo=0, hi=20, lo_open=True)
     differential_guidance: float = opt(0.0, "Differential guidance scale s (target <- pred + s*(target - pred)); 0 = off, 3 is typical.", lo=0, hi=10)
     caption_dropout: float = opt(0.05, "Chance a caption is replaced by the empty prompt.", lo=0, hi=1)
     dop_class_word: str = opt("", "Differential output preservation: the class word that replaces the trigger (e.g. 'woman'); '' = off.")
@@ -136,17 +136,33 @@ class DatasetConfig:
     is_regularization: bool = opt(False, "A regularisation set (class images) rather than the subject.")
 
 # %% ../nbs/01_config.ipynb
+SAMPLING = {  # steps and CFG (usual scale) by name, each from the source beside it
+    "turbo": dict(steps=8, cfg_scale=1.0),            # Tongyi-MAI/Z-Image-Turbo card: guidance_scale=0.0 in diffusers ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
+    "non-accelerated": dict(steps=30, cfg_scale=2.0), # DiffSynth-Studio docs/en/Model_Details/Z-Image.md: "no acceleration configuration (num_inference_steps=30, cfg_scale=2)"
+    "de-turbo": dict(steps=25, cfg_scale=2.5),        # ostris/Z-Image-De-Turbo card: "use a low CFG (2.0 - 3.0) and 20-30 steps"
+    "base": dict(steps=50, cfg_scale=5.0),            # Tongyi-MAI/Z-Image card: num_inference_steps=50, guidance_scale=4 in diffusers (CFG 5; recommended 28-50 steps, 3-5 in diffusers)
+    "fun-distill": dict(steps=8, cfg_scale=1.0)}      # alibaba-pai/Z-Image-Fun-Lora-Distill (VideoX-Fun README): "does not require CFG and uses 8 steps"
+
+def diffusers_guidance(cfg_scale:float)->float:
+    "diffusers' `ZImagePipeline` guidance_scale for a CFG scale: g = CFG - 1 (pipeline_z_image.py: pos + g·(pos - neg), on when g > 0)."
+    return max(0.0, float(cfg_scale) - 1.0)
+
+def model_calls(steps:int, cfg_scale:float)->int:
+    "Transformer evaluations per image: one a step, two with CFG."
+    return steps * (2 if diffusers_guidance(cfg_scale) > 0 else 1)
+
+# %% ../nbs/01_config.ipynb
 @dataclass
 class SampleConfig:
     "Sample: images rendered while training, with the adapter removed."
     every: int = opt(250, "Render samples every N steps (0 = only at the end).", lo=0)
     prompts: list = opt(["[trigger], portrait photo, soft light", "[trigger] in a city street at night"], "Prompts to sample; [trigger] is replaced by the trigger word.")
-    steps: int = opt(8, "Sampling steps: 8 for Turbo, 20-30 De-Turbo, ~50 base.", lo=1, hi=200)
-    guidance: float = opt(0.0, "CFG scale: 0 for Turbo, 2-3 De-Turbo, 4-6 base.", lo=0, hi=30)
+    steps: int = opt(SAMPLING["turbo"]["steps"], "Sampling steps: 8 for Turbo, 20-30 De-Turbo, 28-50 base.", lo=1, hi=200)
+    cfg_scale: float = opt(SAMPLING["turbo"]["cfg_scale"], "CFG as ComfyUI and the model cards write it (1 = none): 1 Turbo, 2-3 De-Turbo, 4-6 base.", lo=0, hi=30)
     width: int = opt(1024, "Sample width (multiple of 32).", lo=64, hi=4096, multiple_of=32)
     height: int = opt(1024, "Sample height (multiple of 32).", lo=64, hi=4096, multiple_of=32)
     seed: int = opt(42, "Seed of the sample noise (fixed so samples compare across steps).", lo=0)
-    negative_prompt: str = opt("", "Negative prompt (used only when guidance > 0).")
+    negative_prompt: str = opt("", "Negative prompt (used only when cfg_scale > 1).")
 
 # %% ../nbs/01_config.ipynb
 @dataclass
@@ -180,6 +196,11 @@ class ZConfig:
     advanced: AdvancedConfig = field(default_factory=AdvancedConfig)
 
 # %% ../nbs/01_config.ipynb
+def run_folder(cfg:ZConfig)->Path:
+    "Where a job writes: <output_dir>/<name>, `~` expanded (every stage asks here)."
+    return Path(cfg.job.output_dir).expanduser() / cfg.job.name
+
+# %% ../nbs/01_config.ipynb
 PANEL_TYPES = dict(job=JobConfig, model=ModelConfig, quantization=QuantizationConfig, target=TargetConfig, save=SaveConfig,
                    training=TrainingConfig, datasets=DatasetConfig, sample=SampleConfig, advanced=AdvancedConfig)
 
@@ -200,13 +221,15 @@ FUN_DISTILL_8 = "alibaba-pai/Z-Image-Fun-Lora-Distill/Z-Image-Fun-Lora-Distill-8
 BASE = {"model.name_or_path": "Tongyi-MAI/Z-Image", "model.transformer_file": "", "model.variant": "base", "model.training_adapter": "",
         "training.timestep_type": "sigmoid", "training.shift": 1.0, "target.rank": 32, "target.alpha": 32.0, "training.lr": 1e-4}
 
+def _sampled(name:str)->dict: return {f"sample.{k}": v for k, v in SAMPLING[name].items()}
+
 PRESETS = {
     "turbo-adapter-v2": {},
     "turbo-adapter-v1": {"model.training_adapter": "v1"},
     "de-turbo": {"model.name_or_path": "ostris/Z-Image-De-Turbo", "model.transformer_file": "ostris/Z-Image-De-Turbo/z_image_de_turbo_v1_bf16.safetensors",
-                 "model.variant": "de-turbo", "model.training_adapter": "", "sample.steps": 25, "sample.guidance": 2.5},
-    "base": {**BASE, "sample.steps": 50, "sample.guidance": 5.0},
-    "base-fun-distill": {**BASE, "model.distill_patch": FUN_DISTILL_8, "model.distill_patch_weight": 0.8, "sample.steps": 8, "sample.guidance": 1.0},
+                 "model.variant": "de-turbo", "model.training_adapter": "", **_sampled("de-turbo")},
+    "base": {**BASE, **_sampled("base")},
+    "base-fun-distill": {**BASE, "model.distill_patch": FUN_DISTILL_8, "model.distill_patch_weight": 0.8, **_sampled("fun-distill")},
     "turbo-distillpatch": {"model.training_adapter": "", "model.distill_patch": "DiffSynth-Studio/Z-Image-Turbo-DistillPatch"},
     "tiny": {"model.name_or_path": "tiny", "model.transformer_file": "", "model.variant": "tiny", "model.training_adapter": "",
              "quantization.compute": "fp32", "target.rank": 4, "target.alpha": 4.0, "training.steps": 20, "training.lr": 3e-3,
@@ -312,8 +335,8 @@ def _cross_checks(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
     if m.variant == "turbo":
         if not m.training_adapter and not m.distill_patch:
             warns.append("model: a plain LoRA on Turbo drifts (blurry at 8 steps); set model.training_adapter='v2' or model.distill_patch, or use preset 'de-turbo'")
-        if cfg.sample.guidance > 0 and not m.distill_patch:
-            warns.append(f"sample.guidance = {cfg.sample.guidance} on Turbo: Turbo samples at guidance 0 (8 steps); use guidance > 0 only for non-accelerated comparisons")
+        if cfg.sample.cfg_scale > 1 and not m.distill_patch:
+            warns.append(f"sample.cfg_scale = {cfg.sample.cfg_scale:g} on Turbo: Turbo samples without CFG (cfg_scale 1, 8 steps); use more only for non-accelerated comparisons")
     elif m.training_adapter:
         warns.append(f"model.training_adapter is set but variant is '{m.variant}': the adapter is only for Turbo; it will be ignored")
     if ready and m.transformer_file.count("/") >= 2 and not Path(m.transformer_file).exists() and Path(m.name_or_path).expanduser().is_dir() \
@@ -366,12 +389,23 @@ def _coerce(value, typ:str):
     if typ == "float" and isinstance(value, int) and not isinstance(value, bool): return float(value)
     return value
 
+def _old_fields(cls, d:dict)->dict:
+    "Fields of configs written by earlier versions, read into today's (a copy of `d`)."
+    d = dict(d)
+    if cls is JobConfig and "tracker" in d and "report_to" not in d:      # job.tracker = none | wandb | trackio, before report_to
+        t = d.pop("tracker"); d["report_to"] = ["tensorboard"] + ([t] if t not in ("none", None) else [])
+    if cls is SampleConfig and "guidance" in d and "cfg_scale" not in d:  # sample.guidance was diffusers' guidance_scale: the usual scale minus 1
+        g = _coerce(d.pop("guidance"), "float"); d["cfg_scale"] = g + 1 if isinstance(g, float) and g > 0 else 1.0
+    if cls is TrainingConfig and d.pop("auto_shift", False):              # removed: the scheduler samples with a static shift at every size
+        warnings.warn(f"training.auto_shift is no longer read: Z-Image's scheduler samples with a static shift 3 at every size, so training uses training.shift "
+                      f"({d.get('shift', 3.0)}); delete auto_shift from the file")
+    return d
+
 def _build(cls, d:dict, where:str, problems:list):
     "Instantiate panel `cls` from dict `d`, recording unknown keys."
     if not isinstance(d, dict): problems.append((where, f"expected a mapping of fields, got {d!r}")); return cls()
     hints, names = get_type_hints(cls), [f.name for f in fields(cls)]
-    if cls is JobConfig and "tracker" in d and "report_to" not in d:      # configs written before report_to: job.tracker = none | wandb | trackio
-        d = {**{k: v for k, v in d.items() if k != "tracker"}, "report_to": ["tensorboard"] + ([d["tracker"]] if d["tracker"] not in ("none", None) else [])}
+    d = _old_fields(cls, d)
     for k in d:
         if k not in names:
             close = difflib.get_close_matches(k, names, n=1)

@@ -466,7 +466,8 @@ def long_captions(report:DatasetReport, tokenizer, max_sequence_length:int=512)-
 def prepare_datasets(cfg, # a ZConfig
                      work:str|Path=None, progress:bool=True)->list[DatasetReport]: # default: <output_dir>/<job name>/work
     "Prepare every dataset of `cfg`; returns one report per dataset."
-    work = Path(work or Path(cfg.job.output_dir) / cfg.job.name / "work")
+    from zimage_nb.config import run_folder
+    work = Path(work or run_folder(cfg) / "work")
     return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress,
                             large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)
             for i, d in enumerate(cfg.datasets)]

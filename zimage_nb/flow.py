@@ -9,19 +9,12 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['shift_sigmas', 'auto_shift', 'sample_sigmas', 'sigma_weights', 'predict', 'flow_loss', 'guided_target']
+__all__ = ['shift_sigmas', 'sample_sigmas', 'sigma_weights', 'predict', 'flow_loss', 'guided_target']
 
 # %% ../nbs/07d_flow.ipynb
 def shift_sigmas(sigmas:torch.Tensor, shift:float)->torch.Tensor:
     "The flow-matching time shift: shift > 1 moves noise levels up."
     return shift * sigmas / (1 + (shift - 1) * sigmas)
-
-def auto_shift(height:int, width:int,  # latent size (pixels / 8)
-               base_len:int=256, max_len:int=4096, base_shift:float=0.5, max_shift:float=1.15)->float:
-    "Shift from the number of image tokens, as the pipeline's dynamic shifting computes it."
-    seq = (height // 2) * (width // 2)
-    mu = base_shift + (max_shift - base_shift) * (seq - base_len) / (max_len - base_len)
-    return math.exp(mu)
 
 def sample_sigmas(n:int,                        # how many
                   timestep_type:str="weighted", # weighted | uniform | sigmoid

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json, os, re
 from pathlib import Path
 from .core import ZImageError, atomic_write_text
-from .config import ZConfig
+from .config import ZConfig, SAMPLING, diffusers_guidance, recipe, run_folder as job_folder   # `run_folder` is an argument here
 
 # %% auto #0
-__all__ = ['TOKEN_SOURCES', 'token_source', 'hub_token', 'sampling_recipe', 'model_card', 'upload_plan', 'push_to_hub']
+__all__ = ['TOKEN_SOURCES', 'COMFYUI_SAMPLER', 'COMFYUI_OUTPUTS', 'token_source', 'hub_token', 'sampling_recipe', 'model_card',
+           'scheduler_shift', 'comfyui_graph', 'comfyui_prompt', 'comfyui_workflow', 'write_comfyui_workflow',
+           'upload_plan', 'push_to_hub']
 
 # %% ../nbs/12_hub.ipynb
 def _colab_secret():
@@ -48,10 +50,10 @@ def _hub_id(s:str)->str|None:
     return s if isinstance(s, str) and s.count("/") == 1 and not s.startswith((".", "/", "~")) else None
 
 def sampling_recipe(cfg:ZConfig)->dict:
-    "How this LoRA is meant to be sampled: steps, CFG, and the frozen LoRA beside it (DistillPatch, Fun distill) with its weight."
+    "How this LoRA is meant to be sampled: steps, CFG (usual scale), and the frozen LoRA beside it (DistillPatch, Fun distill) with its weight."
     m, s = cfg.model, cfg.sample
-    if m.variant == "turbo": return dict(steps=8, guidance=0.0, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
-    return dict(steps=s.steps, guidance=s.guidance, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
+    st = SAMPLING["turbo"] if m.variant == "turbo" else dict(steps=s.steps, cfg_scale=s.cfg_scale)
+    return dict(**st, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
 
 def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None):
     "The LoRA's Hub card as a `huggingface_hub.ModelCard` (metadata through `ModelCardData`; `.validate()` before an upload)."
@@ -80,9 +82,12 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
     body += ["## Use it with diffusers", "", "```python", "import torch", "from diffusers import ZImagePipeline", "",
              f"pipe = ZImagePipeline.from_pretrained({pipe_repo!r}, torch_dtype=torch.bfloat16).to('cuda')",
              f"pipe.load_lora_weights({repo or '<this repo>'!r}, weight_name={lora_name!r}, adapter_name='lora')", extra.rstrip("\n"),
-             f"image = pipe({prompt!r}, num_inference_steps={r['steps']}, guidance_scale={r['guidance']:g}).images[0]", "```", "",
-             "## Use it in ComfyUI", "", f"Put `{lora_name}` in `models/loras` and load it with a *LoraLoaderModelOnly* node after the Z-Image model"
-             + (f"; add `{r['extra']}` the same way at strength {r['extra_weight']:g}" if r["extra"] else "") + f". Sample with {r['steps']} steps, CFG {r['guidance']:g}.", ""]
+             f"image = pipe({prompt!r}, num_inference_steps={r['steps']}, guidance_scale={diffusers_guidance(r['cfg_scale']):g}).images[0]"
+             f"  # diffusers' guidance_scale is CFG - 1", "```", "",
+             "## Use it in ComfyUI", "", f"Drag `{Path(lora_name).with_suffix('.comfyui.json').name}` into ComfyUI: it samples as the trainer did (its note lists the files to download). "
+             f"By hand: put `{lora_name}` in `models/loras` and load it with a *LoraLoaderModelOnly* node after the Z-Image model"
+             + (f"; add `{r['extra']}` the same way at strength {r['extra_weight']:g}" if r["extra"] else "")
+             + f"; *ModelSamplingAuraFlow* shift 3; *KSampler* {COMFYUI_SAMPLER['sampler_name']} / {COMFYUI_SAMPLER['scheduler']}, {r['steps']} steps, CFG {r['cfg_scale']:g}.", ""]
     notes = {"turbo + training adapter": "Trained on Turbo with ostris' training adapter in place, which is removed for sampling: the LoRA keeps Turbo's 8 steps without CFG.",
              "turbo + DistillPatch": "Trained plainly on Turbo; DiffSynth-Studio's DistillPatch loaded beside it restores Turbo's 8-step quality.",
              "base + few-step": "Trained on Z-Image base (nothing distilled to drift); alibaba-pai's Fun distill LoRA beside it samples in 8 steps at CFG 1.",
@@ -95,28 +100,100 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
              f"| steps | {(metadata or {}).get('zimage_nb.steps', t.steps)} |", f"| learning rate | {t.lr:g} ({t.optimizer}, {t.scheduler}) |",
              f"| resolutions | {', '.join(str(r) for r in sorted({r for d in cfg.datasets for r in d.resolutions}))} |",
              f"| base weights | {cfg.quantization.transformer}, compute {cfg.quantization.compute} |",
-             f"| timesteps | {t.timestep_type}, {t.timestep_bias}, shift {'auto' if t.auto_shift else f'{t.shift:g}'} |", ""]
+             f"| timesteps | {t.timestep_type}, {t.timestep_bias}, shift {t.shift:g} |", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
+
+# %% ../nbs/12_hub.ipynb
+COMFYUI_SAMPLER = dict(sampler_name="euler", scheduler="simple")   # diffusers' FlowMatchEulerDiscreteScheduler is Euler; `simple` + AuraFlow shift gives its σ
+
+def scheduler_shift(folder:str|Path=None)->float:
+    "The static shift of the scheduler in a diffusers folder (Z-Image's scheduler_config.json: 3.0, use_dynamic_shifting off)."
+    f = Path(folder) / "scheduler" / "scheduler_config.json" if folder else None
+    return float(json.loads(f.read_text()).get("shift", 3.0)) if f and f.is_file() else 3.0
+
+def _comfy_name(spec:str, default:str="model.safetensors")->str:
+    "The file name ComfyUI lists for a Hub file or repository spec (a repository's model.safetensors is named after the repository)."
+    parts = str(spec).split("/"); name = parts[-1] if len(parts) > 2 else default
+    return f"{parts[1]}.safetensors" if name == "model.safetensors" and len(parts) >= 2 else name
+
+def comfyui_graph(cfg:ZConfig, lora_name:str, shift:float=3.0, prompt:str=None, seed:int=None)->list[tuple]:
+    "The sampling graph as (id, node type, {input: value, or (source id, output slot)}), inputs in ComfyUI's order."
+    from zimage_nb.sources import COMFYUI_FILES, ADAPTER_FILES
+    m, s, r = cfg.model, cfg.sample, sampling_recipe(cfg)
+    unet = m.transformer_file.split("/")[-1] if m.transformer_file else COMFYUI_FILES.get(m.variant, COMFYUI_FILES["turbo"]).split("/")[-1]
+    g = [(1, "UNETLoader", dict(unet_name=unet, weight_dtype="default")),
+         (2, "CLIPLoader", dict(clip_name=COMFYUI_FILES["text_encoder"].split("/")[-1], type="lumina2", device="default")),
+         (3, "VAELoader", dict(vae_name=COMFYUI_FILES["vae"].split("/")[-1])),
+         (4, "LoraLoaderModelOnly", dict(model=(1, 0), lora_name=lora_name, strength_model=1.0))]
+    if r["extra"]: g.append((5, "LoraLoaderModelOnly", dict(model=(4, 0), lora_name=_comfy_name(ADAPTER_FILES.get(r["extra"], r["extra"])), strength_model=float(r["extra_weight"]))))
+    trig = prompt or next(iter(cfg.sample.prompts), "a photo").replace("[trigger]", cfg.job.trigger_word).strip(" ,")
+    g += [(6, "ModelSamplingAuraFlow", dict(model=(g[-1][0], 0), shift=float(shift))),
+          (7, "CLIPTextEncode", dict(text=trig, clip=(2, 0))),
+          (8, "CLIPTextEncode", dict(text=s.negative_prompt, clip=(2, 0))),
+          (9, "EmptySD3LatentImage", dict(width=s.width, height=s.height, batch_size=1)),
+          (10, "KSampler", dict(model=(6, 0), seed=s.seed if seed is None else seed, steps=r["steps"], cfg=float(r["cfg_scale"]), **COMFYUI_SAMPLER,
+                                positive=(7, 0), negative=(8, 0), latent_image=(9, 0), denoise=1.0)),
+          (11, "VAEDecode", dict(samples=(10, 0), vae=(3, 0))),
+          (12, "SaveImage", dict(images=(11, 0), filename_prefix=cfg.job.name))]
+    return g
+
+COMFYUI_OUTPUTS = {"UNETLoader": ["MODEL"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"], "LoraLoaderModelOnly": ["MODEL"], "ModelSamplingAuraFlow": ["MODEL"],
+                   "CLIPTextEncode": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": []}
+
+def comfyui_prompt(graph:list[tuple])->dict:
+    "ComfyUI's API format (what POST /prompt takes): {id: {class_type, inputs}}, a link as [source id, slot]."
+    return {str(i): dict(class_type=t, inputs={k: [str(v[0]), v[1]] if isinstance(v, tuple) else v for k, v in ins.items()}) for i, t, ins in graph}
+
+def comfyui_workflow(graph:list[tuple], note:str="")->dict:
+    "ComfyUI's workflow format (version 0.4, what a user drags in): nodes with widget values in input order, links, and a note."
+    links, nodes, types = [], [], {i: t for i, t, _ in graph}
+    for order, (i, t, ins) in enumerate(graph):
+        inputs, widgets = [], []
+        for k, v in ins.items():
+            if isinstance(v, tuple):
+                links.append([len(links) + 1, v[0], v[1], i, len(inputs), COMFYUI_OUTPUTS[types[v[0]]][v[1]]])
+                inputs.append(dict(name=k, type=links[-1][5], link=links[-1][0]))
+            else: widgets += [v, "fixed"] if (t, k) == ("KSampler", "seed") else [v]     # the seed's "control after generate": keep it
+        nodes.append(dict(id=i, type=t, pos=[40 + 330 * (order // 4), 40 + 230 * (order % 4)], size=[300, 130], flags={}, order=order, mode=0, inputs=inputs,
+                          outputs=[], properties={"Node name for S&R": t}, widgets_values=widgets))
+    for n in nodes:
+        n["outputs"] = [dict(name=o, type=o, slot_index=k, links=[l[0] for l in links if l[1] == n["id"] and l[2] == k]) for k, o in enumerate(COMFYUI_OUTPUTS[n["type"]])]
+    if note: nodes.append(dict(id=len(graph) + 100, type="Note", pos=[40, 980], size=[900, 220], flags={}, order=len(nodes), mode=0, inputs=[], outputs=[],
+                               properties={}, widgets_values=[note]))
+    return dict(last_node_id=max(n["id"] for n in nodes), last_link_id=len(links), nodes=nodes, links=links, groups=[], config={}, extra={}, version=0.4)
+
+def write_comfyui_workflow(cfg:ZConfig, lora:str|Path, # the exported LoRA; the workflow is written beside it
+                           model_folder:str|Path=None)->Path: # the run's diffusers folder (its scheduler's shift); default 3.0
+    "Write `<lora stem>.comfyui.json`: the trainer's sample settings as a ComfyUI workflow, with a note of the files to download."
+    from zimage_nb.sources import COMFYUI_FILES, ADAPTER_FILES
+    lora = Path(lora); g = comfyui_graph(cfg, lora.name, scheduler_shift(model_folder))
+    where = {"UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders", "VAELoader": "vae", "LoraLoaderModelOnly": "loras"}
+    src = {v.split("/")[-1]: v for v in COMFYUI_FILES.values()}
+    if cfg.model.transformer_file: src[cfg.model.transformer_file.split("/")[-1]] = cfg.model.transformer_file
+    if cfg.model.distill_patch: d = ADAPTER_FILES.get(cfg.model.distill_patch, cfg.model.distill_patch); src[_comfy_name(d)] = d
+    files = [f"- models/{where[t]}/{v}" + (f"  <- huggingface.co/{'/'.join(src[v].split('/')[:2])} ({'/'.join(src[v].split('/')[2:]) or 'model.safetensors'})" if v in src else "  <- this LoRA")
+             for _, t, ins in g if t in where for k, v in ins.items() if k in ("unet_name", "clip_name", "vae_name", "lora_name")]
+    note = (f"{cfg.job.name}: sampled as zimage-nb samples it ({recipe(cfg)}).\nPut these files in ComfyUI's folders:\n" + "\n".join(files)
+            + f"\nCFG is on ComfyUI's scale (diffusers' guidance_scale = CFG - 1).")
+    return atomic_write_text(lora.with_suffix(".comfyui.json"), json.dumps(comfyui_workflow(g, note), indent=1))
 
 # %% ../nbs/12_hub.ipynb
 def upload_plan(cfg:ZConfig, run_folder:str|Path=None)->list[tuple[Path, str]]:
     "(local file, path in repo) for everything `push_to_hub` uploads."
-    from zimage_nb.train import run_folder as _rf
-    out = Path(run_folder or _rf(cfg))
+    out = Path(run_folder or job_folder(cfg))
     lora = out / f"{cfg.job.name}.safetensors"
     if not lora.exists(): raise ZImageError(f"no final LoRA at {lora}", "finish the training first (or point run_folder to the job's folder)")
     plan = [(lora, lora.name), (out / "config.yaml", "config.yaml")]
-    for g in sorted(out.glob("*grid*.png")) + sorted(out.glob("*grid*.json")): plan.append((g, g.name))
+    for g in sorted(out.glob("*grid*.png")) + sorted(out.glob("*grid*.json")) + sorted(out.glob(f"{cfg.job.name}.comfyui.json")): plan.append((g, g.name))
     return plan + [(out / "README.md", "README.md")]
 
 def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default: save.hub_repo
                 private:bool=True, dry_run:bool=False, token:str=None)->dict:
     "Write the model card and upload the LoRA with it; returns {'repo', 'files', 'url'}."
     from zimage_nb.lora import lora_metadata
-    from zimage_nb.train import run_folder as _rf
     repo = repo or cfg.save.hub_repo
     if not repo or repo.count("/") != 1: raise ZImageError(f"save.hub_repo is {repo!r}", "set it to 'your-name/repo-name'")
-    out = Path(run_folder or _rf(cfg))
+    out = Path(run_folder or job_folder(cfg))
     plan = upload_plan(cfg, out)
     grid = next((name for f, name in plan if name.endswith(".png")), None)
     card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo)

@@ -25,7 +25,8 @@ def prepare_shared(cfg:ZConfig, work:str|Path=None, progress:bool=True)->Path:
     import gc, torch
     from zimage_nb.data import check_sources
     from zimage_nb.models import compute_dtype
-    from zimage_nb.train import Run, run_folder, prepare_run_data, _model_folder
+    from zimage_nb.config import run_folder
+    from zimage_nb.train import Run, prepare_run_data, _model_folder
     from zimage_nb.config import ConfigError
     validate_config(cfg)
     if bad := check_sources(cfg): raise ConfigError(bad)
@@ -61,7 +62,8 @@ def _stream(proc)->int:
 def launch_training(cfg:ZConfig, num_processes:int=None, # default: advanced.num_processes
                     **kw)->dict:                         # passed to `train` (work, resume, until, progress)
     "Train in one or several processes; returns the run's summary (steps, lora, world, ranks_in_sync)."
-    from zimage_nb.train import train, run_folder
+    from zimage_nb.config import run_folder
+    from zimage_nb.train import train
     n = num_processes or cfg.advanced.num_processes
     if n == 1:
         r = train(cfg, **kw); return dict(steps=r["steps"], lora=str(r["lora"]) if r["lora"] else None, world=1, ranks_in_sync=True)

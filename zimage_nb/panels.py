@@ -11,7 +11,7 @@ _TIP = "tooltip" if IPYWIDGETS_8 else "description_tooltip"
 
 def in_colab()->bool: return "google.colab" in sys.modules
 from .core import ZImageError
-from .config import (ZConfig, DatasetConfig, PANELS, PRESETS, ConfigError, config_schema, preset, set_path, validate_config)
+from .config import (ZConfig, DatasetConfig, PANELS, PRESETS, ConfigError, config_schema, preset, run_folder, set_path, validate_config)
 
 # %% auto #0
 __all__ = ['IPYWIDGETS_8', 'in_colab', 'field_widget', 'shown_value', 'parse_value', 'TabBar', 'ConfigPanels', 'loss_plot_png',
@@ -299,7 +299,7 @@ class DatasetPanel:
     def __init__(self, panels:ConfigPanels, index:int=0, work:str=None):
         from pathlib import Path
         self.panels, self.i = panels, index
-        self.work = Path(work) if work else Path(panels.cfg.job.output_dir) / panels.cfg.job.name / "work"
+        self.work = Path(work) if work else run_folder(panels.cfg) / "work"
         self.upload = W.FileUpload(accept="image/*,.txt,.zip", multiple=True, description="upload")
         self.upload.observe(lambda ch: self.take_upload(ch["new"]), "value")
         # Colab's FileUpload delivers files of 1 MB or more empty (jupyter-widgets/ipywidgets issue 3452): there, the notebook's

@@ -10,7 +10,7 @@ import torch
 import copy, json
 from importlib.resources import files
 import numpy as np
-from .config import ZConfig, set_path, preset
+from .config import ZConfig, run_folder, set_path, preset
 from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
 
 # %% auto #0
@@ -356,7 +356,7 @@ def setup_seconds(cfg:ZConfig)->dict:
     "The set-up before the first step: measured by the last session of this job (<run>/setup.json, per phase), else estimated: the download plan at DOWNLOAD_BPS plus LOAD_S."
     from pathlib import Path
     from zimage_nb.sources import download_plan, plan_bytes
-    f = Path(cfg.job.output_dir).expanduser() / cfg.job.name / "setup.json"
+    f = run_folder(cfg) / "setup.json"
     if f.exists():
         try:
             s = json.loads(f.read_text())["seconds"]

@@ -11,27 +11,22 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text, release_freed_memory
+from .config import SAMPLING, diffusers_guidance, run_folder
 from .lora import TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_frozen_lora, lora_file, use_adapters, active_adapters, adapter_names
 from .checkpoints import list_checkpoints
 
 # %% auto #0
-__all__ = ['SAMPLING', 'sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns',
-           'weight_sweep', 'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font',
-           'missing_glyphs', 'Grid', 'render_grid', 'checkpoint_loras', 'checkpoint_grid']
+__all__ = ['sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns', 'weight_sweep',
+           'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font', 'missing_glyphs', 'Grid',
+           'render_grid', 'checkpoint_loras', 'checkpoint_grid']
 
 # %% ../nbs/09_sample.ipynb
-SAMPLING = {"turbo": dict(steps=8, guidance=0.0),            # Turbo as distilled: 8 forwards, no CFG
-            "turbo-cfg1": dict(steps=8, guidance=1.0),       # Turbo with light CFG
-            "non-accelerated": dict(steps=30, guidance=2.0), # what a drifted LoRA needs; the DiffSynth comparison
-            "de-turbo": dict(steps=25, guidance=2.5),        # De-Turbo: 20-30 steps, CFG 2-3
-            "base": dict(steps=50, guidance=5.0)}            # Z-Image base: ~50 steps, CFG 4-6
-
-def sampling(name:str="turbo", steps:int=None, guidance:float=None)->dict:
-    "Steps and guidance of a named setting, optionally overridden."
-    if name not in SAMPLING: raise ZImageError(f"sampling setting {name!r} is unknown", f"use one of {', '.join(SAMPLING)} (or give steps= and guidance=)")
+def sampling(name:str="turbo", steps:int=None, cfg_scale:float=None)->dict:
+    "Steps and CFG (usual scale) of a named setting, optionally overridden."
+    if name not in SAMPLING: raise ZImageError(f"sampling setting {name!r} is unknown", f"use one of {', '.join(SAMPLING)} (or give steps= and cfg_scale=)")
     s = dict(SAMPLING[name])
     if steps is not None: s["steps"] = steps
-    if guidance is not None: s["guidance"] = guidance
+    if cfg_scale is not None: s["cfg_scale"] = cfg_scale
     return s
 
 def snap_size(width:int, height:int, multiple:int=32)->tuple[int, int]:
@@ -89,7 +84,7 @@ class Sampler:
         tr = load_run_transformer(cfg, dtype, device, progress=progress)
         vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=encoder_dtype(dtype)).to(device).eval().requires_grad_(False)
         pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae, text_encoder=None, tokenizer=None, transformer=tr)
-        work = Path(work) if work else Path(cfg.job.output_dir).expanduser() / cfg.job.name / "work"
+        work = Path(work) if work else run_folder(cfg) / "work"
         embeds = cached_embeddings(work, str(folder), cfg.quantization.text_encoder, encoder_dtype(dtype), device, cfg.advanced.max_sequence_length)
         s = cls(pipe, folder, embeds, cfg.quantization.text_encoder, cfg.advanced.max_sequence_length, dtype, fetch=lambda parts: components_folder(cfg, parts, progress=progress))
         if cfg.model.distill_patch: s.add_lora(lora_file(cfg.model.distill_patch, "model.distill_patch"), DISTILL_PATCH, "model.distill_patch")
@@ -126,17 +121,18 @@ def _encode(self:Sampler, prompts:list[str])->list[torch.Tensor]:
 Sampler.encode = _encode
 
 @torch.no_grad()
-def _image(self:Sampler, prompt:str, seed:int=42, setting:str="turbo", steps:int=None, guidance:float=None,
+def _image(self:Sampler, prompt:str, seed:int=42, setting:str="turbo", steps:int=None, cfg_scale:float=None,
            width:int=1024, height:int=1024, adapters:dict=None, negative_prompt:str="")->Image.Image:
     "One image; `adapters` ({name: weight}, {} = base model) are in effect only for it."
-    st, (w, h) = sampling(setting, steps, guidance), snap_size(width, height)
+    st, (w, h) = sampling(setting, steps, cfg_scale), snap_size(width, height)
+    g = diffusers_guidance(st["cfg_scale"])
     dt = self.dtype
     emb, neg = self.encode([prompt, negative_prompt])
     before = use_adapters(self.tr, adapters) if adapters is not None else None
     was = self.tr.training; self.tr.eval()
     try:
-        return self.pipe(prompt_embeds=[emb.to(self.device, dt)], negative_prompt_embeds=[neg.to(self.device, dt)] if st["guidance"] > 0 else None,
-                         height=h, width=w, num_inference_steps=st["steps"], guidance_scale=st["guidance"],
+        return self.pipe(prompt_embeds=[emb.to(self.device, dt)], negative_prompt_embeds=[neg.to(self.device, dt)] if g > 0 else None,
+                         height=h, width=w, num_inference_steps=st["steps"], guidance_scale=g,
                          generator=torch.Generator("cpu").manual_seed(seed)).images[0]
     finally:
         if before is not None: use_adapters(self.tr, before)
@@ -199,9 +195,9 @@ def variant_label(v:dict)->str:
     parts = []
     if "prompt" in v: parts.append(textwrap.shorten(v["prompt"], 40, placeholder="…"))
     if "seed" in v: parts.append(f"seed {v['seed']}")
-    if "setting" in v or "steps" in v or "guidance" in v:
-        st = sampling(v.get("setting", "turbo"), v.get("steps"), v.get("guidance"))
-        parts.append(f"{v.get('setting', 'custom')}: {st['steps']} step{'s' * (st['steps'] != 1)}, CFG {st['guidance']:g}")
+    if "setting" in v or "steps" in v or "cfg_scale" in v:
+        st = sampling(v.get("setting", "turbo"), v.get("steps"), v.get("cfg_scale"))
+        parts.append(f"{v.get('setting', 'custom')}: {st['steps']} step{'s' * (st['steps'] != 1)}, CFG {st['cfg_scale']:g}")
     if "adapters" in v: parts.append(", ".join(f"{_shown(n)} {w:g}" for n, w in v["adapters"].items()) or "no LoRA")
     return " · ".join(parts) or "default"
 
@@ -293,7 +289,7 @@ def render_grid(sampler:Sampler, rows:list[dict], cols:list[dict], # variants (s
                 title:str="", path:str|Path=None, progress:bool=True)->Grid:
     "Render rows × columns with one sampler; saves PNG + JSON if `path`."
     base = dict(base or {})
-    keys = ("prompt", "seed", "setting", "steps", "guidance", "width", "height", "adapters", "negative_prompt")
+    keys = ("prompt", "seed", "setting", "steps", "cfg_scale", "width", "height", "adapters", "negative_prompt")
     images, cells, secs = [], [], [0.0] * len(cols)
     bar = tqdm(total=len(rows) * len(cols), desc="grid", disable=not progress, leave=False)
     for r in rows:
@@ -303,8 +299,8 @@ def render_grid(sampler:Sampler, rows:list[dict], cols:list[dict], # variants (s
             if "adapters" in r and "adapters" in c: v["adapters"] = {**r["adapters"], **c["adapters"]}
             t0 = time.perf_counter(); images[-1].append(sampler.image(**v)); dt = time.perf_counter() - t0
             secs[j] += dt
-            st = sampling(v.get("setting", "turbo"), v.get("steps"), v.get("guidance"))
-            cells[-1].append({**v, **st, "adapters": v.get("adapters", active_adapters(sampler.tr)), "seconds": round(dt, 3)})
+            st = sampling(v.get("setting", "turbo"), v.get("steps"), v.get("cfg_scale"))
+            cells[-1].append({**v, **st, "diffusers_guidance": diffusers_guidance(st["cfg_scale"]), "adapters": v.get("adapters", active_adapters(sampler.tr)), "seconds": round(dt, 3)})
             bar.update(1)
     bar.close()
     g = Grid(images, [variant_label(r) for r in rows], [variant_label(c) for c in cols], cells, [round(x, 3) for x in secs], title)

@@ -10,9 +10,9 @@ from .core import ZImageError, human_bytes
 from .config import ZConfig, COMFY_TURBO
 
 # %% auto #0
-__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS', 'Location',
-           'parse_location', 'transformer_location', 'components_location', 'Fetch', 'part_patterns', 'download_plan',
-           'plan_bytes', 'describe_plan']
+__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'COMFYUI_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS',
+           'Location', 'parse_location', 'transformer_location', 'components_location', 'Fetch', 'part_patterns',
+           'download_plan', 'plan_bytes', 'describe_plan']
 
 # %% ../nbs/01b_sources.ipynb
 GB = 1e9
@@ -40,6 +40,8 @@ REPOS = {
     "Comfy-Org/z_image_turbo": dict(files={"split_files/diffusion_models/z_image_turbo_bf16.safetensors": 12.31 * GB,
                                            "split_files/text_encoders/qwen_3_4b.safetensors": 8.05 * GB, "split_files/vae/ae.safetensors": 0.335 * GB},
         read_from="ComfyUI's repackaged weights, as musubi-tuner docs/zimage.md and public ComfyUI model manifests name them (diffusion model 11.46 GiB)"),
+    "Comfy-Org/z_image": dict(files={"split_files/diffusion_models/z_image_bf16.safetensors": 12_309_866_400},
+        read_from="ComfyUI's Z-Image base template (Comfy-Org/workflow_templates templates/image_z_image.json) and public model manifests (12,309,866,400 bytes)"),
     "ostris/zimage_turbo_training_adapter": dict(files={"zimage_turbo_training_adapter_v1.safetensors": None, "zimage_turbo_training_adapter_v2.safetensors": None},
         read_from="SimpleTuner simpletuner/helpers/models/z_image/model.py (ASSISTANT_LORA_WEIGHT_NAMES)"),
     "DiffSynth-Studio/Z-Image-Turbo-DistillPatch": dict(files={"model.safetensors": None},
@@ -79,6 +81,10 @@ def parse_location(spec:str, # a config value: "owner/repo", "owner/repo/path.sa
 # %% ../nbs/01b_sources.ipynb
 FAMILY_COMPONENTS = {"turbo": "Tongyi-MAI/Z-Image-Turbo", "de-turbo": "Tongyi-MAI/Z-Image-Turbo", "base": "Tongyi-MAI/Z-Image"}
 ADAPTER_FILES = {v: f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors" for v in ("v1", "v2")}   # model.training_adapter's short names
+COMFYUI_FILES = {   # what ComfyUI loads for each family (Comfy-Org's templates image_z_image_turbo.json, image_z_image.json); text encoder and VAE are shared
+    "turbo": "Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_bf16.safetensors", "base": "Comfy-Org/z_image/split_files/diffusion_models/z_image_bf16.safetensors",
+    "de-turbo": "ostris/Z-Image-De-Turbo/z_image_de_turbo_v1_bf16.safetensors",
+    "text_encoder": "Comfy-Org/z_image_turbo/split_files/text_encoders/qwen_3_4b.safetensors", "vae": "Comfy-Org/z_image_turbo/split_files/vae/ae.safetensors"}
 CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct", "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}   # advanced.caption_model's short names
 CAPTION_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*")   # what a captioner download fetches
 

@@ -153,10 +153,10 @@ def tiny_pipeline(seed:int=0,                      # weights of an untrained mod
 
 # %% ../nbs/03_tiny.ipynb
 def tiny_image(pipe:ZImagePipeline, # e.g. `tiny_pipeline()`
-               prompt:str="a large pink disc in the middle on a grey background", height:int=64, width:int=96, steps:int=8, guidance:float=0.0, seed:int=1):
-    "One image from `pipe` with fixed settings (prompts of up to 64 tokens)."
+               prompt:str="a large pink disc in the middle on a grey background", height:int=64, width:int=96, steps:int=8, seed:int=1):
+    "One image from `pipe` with fixed settings, without CFG (prompts of up to 64 tokens)."
     g = torch.Generator("cpu").manual_seed(seed)
-    return pipe(prompt, height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
+    return pipe(prompt, height=height, width=width, num_inference_steps=steps, guidance_scale=0.0,
                 generator=g, max_sequence_length=64).images[0]
 
 # %% ../nbs/03_tiny.ipynb

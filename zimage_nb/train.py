@@ -13,20 +13,21 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text
-from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config, recipe
+from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config, recipe, run_folder
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
                             use_adapters, adapters_off, trained_state, export_lora)
 from .offload import BlockOffload
 from .events import RunLog
 from .models import fp16_safe, one_4bit_path
-from .flow import shift_sigmas, auto_shift, sample_sigmas, sigma_weights, predict, flow_loss, guided_target
+from .hub import write_comfyui_workflow
+from .flow import shift_sigmas, sample_sigmas, sigma_weights, predict, flow_loss, guided_target
 from .checkpoints import (save_checkpoint, load_checkpoint, resume_latest, list_checkpoints, checkpoint_ok, lora_header, safe_load,
                                    check_disk, checkpoint_bytes, disk_need, disk_full_error, data_manifest, _disk_full, _sha_file)
 
 # %% auto #0
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches',
-           'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'run_folder', 'trigger_prompts',
-           'prepare_run_data', 'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
+           'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
+           'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
            'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
            'ranks_in_sync', 'setup_run', 'train', 'eval_loss']
 
@@ -142,10 +143,6 @@ def dist_info()->tuple[int, int]:
 
 def _barrier(world):
     if world > 1: torch.distributed.barrier()
-
-def run_folder(cfg:ZConfig)->Path:
-    "Where a job writes: <output_dir>/<name>."
-    return Path(cfg.job.output_dir).expanduser() / cfg.job.name
 
 def trigger_prompts(prompts:list, trigger:str)->list[str]:
     "Sample prompts with [trigger] replaced."
@@ -307,8 +304,7 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
     "Loss of one micro-batch (flow matching + optional preservation terms)."
     t, dev = run.cfg.training, run.device
     x0, embeds, classes, mask = _batch(run, idx, g)
-    shift = auto_shift(*x0.shape[-2:]) if t.auto_shift else t.shift
-    sig = sample_sigmas(len(idx), t.timestep_type, t.timestep_bias, shift, g)
+    sig = sample_sigmas(len(idx), t.timestep_type, t.timestep_bias, t.shift, g)
     noise = torch.randn(x0.shape, generator=g)
     x0, noise, sig = x0.to(dev), noise.to(dev), sig.to(dev)
     s4 = sig.view(-1, 1, 1, 1)
@@ -374,7 +370,7 @@ def render_samples(run:Run, path:Path=None, # save the images side by side as th
     if run.sampler is None: run.sampler = Sampler.from_run(run)   # the VAE is loaded once per run
     s = run.cfg.sample
     prompts = trigger_prompts(s.prompts, run.cfg.job.trigger_word)
-    images = [run.sampler.image(p, s.seed, "turbo", s.steps, s.guidance, s.width, s.height,
+    images = [run.sampler.image(p, s.seed, "turbo", s.steps, s.cfg_scale, s.width, s.height,
                                 sampling_adapters(run) if adapters is None else adapters, s.negative_prompt) for p in prompts]
     if run.dtype == torch.float16 and images and all(np.asarray(im).max() <= 4 for im in images):   # NaN latents decode to black
         raise _diverged(run, f"the samples came back all black (NaN in the fp16 forward) at step {run.step}")
@@ -511,6 +507,7 @@ def _train(cfg, work, resume, until, callbacks, stop, device, progress, model_fo
                 if run.ema is None or cfg.save.ema_export == "second-file":
                     result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
                 else: result["lora"] = result["ema_lora"]
+                write_comfyui_workflow(cfg, result["lora"], run.model_folder)   # the same samples in ComfyUI (12_hub)
             except Exception as e:
                 if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
                 raise
