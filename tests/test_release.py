@@ -40,21 +40,35 @@ class FakePip:
         return types.SimpleNamespace(returncode=1 if any(f in " ".join(cmd) for f in self.fail) else 0, stdout="", stderr="No matching distribution found")
 
 @pytest.mark.parametrize("nb", ["20_colab_quickstart", "21_kaggle_quickstart"])
-def test_install_cell_pins_the_version_keeps_torch_and_falls_back_to_the_tag(nb, monkeypatch, capsys):
+def test_install_cell_installs_the_tag_keeps_torch_and_names_what_needs_a_restart(nb, capsys):
+    """Until this project publishes on PyPI, the name there is not ours: whoever registers `zimage-nb` would have their code run
+    by every user, so the cell installs the repository's tag and asks PyPI nothing. A library upgraded after it was imported asks
+    for a restart, found by its module names (pillow is imported as PIL: a Pillow upgrade under a running kernel fails with
+    "_imaging extension was built for another version")."""
     ns = {}; exec(install_cell(nb), ns)
-    pip = FakePip(fail=["zimage-nb==0.1.0"])
-    before = {"torch": "2.8.0+cu126", "diffusers": "0.35.0", "transformers": "4.57.1"}
-    after = dict(before, diffusers="0.42.1")
-    seen = iter([before, after])
-    monkeypatch.setitem(sys.modules, "diffusers", types.ModuleType("diffusers"))        # already imported in this runtime
-    how = ns["install_zimage_nb"]("0.1.0", "https://github.com/zimage-nb/zimage-nb", run=pip, installed=lambda: next(seen))
-    first, second = pip.calls
-    assert "zimage-nb==0.1.0" in first and "git+https://github.com/zimage-nb/zimage-nb@v0.1.0" in second
-    for cmd in pip.calls:
-        c = cmd[cmd.index("-c") + 1]; assert Path(c).read_text().split() == ["torch==2.8.0+cu126"]   # the image's torch is kept
+    assert ns["ON_PYPI"] is False
+    pip = FakePip()
+    before = {"torch": "2.8.0+cu126", "diffusers": "0.35.0", "pillow": "11.0.0", "pyyaml": "6.0"}
+    seen = iter([before, dict(before, diffusers="0.42.1", pillow="12.0.0", pyyaml="6.0.2")])
+    how = ns["install_zimage_nb"]("0.1.0", "https://github.com/zimage-nb/zimage-nb", run=pip, installed=lambda: next(seen),
+                                  imported=lambda: {"torch", "pillow", "diffusers"})          # yaml not imported yet: no restart for it
+    (cmd,) = pip.calls
+    assert cmd[-1] == "git+https://github.com/zimage-nb/zimage-nb@v0.1.0" and not any("zimage-nb==" in c for c in cmd)
+    assert Path(cmd[cmd.index("-c") + 1]).read_text().split() == ["torch==2.8.0+cu126"]   # the image's torch is kept
     out = capsys.readouterr().out
-    assert "not on PyPI yet" in out and "restart the runtime" in out.lower() and "diffusers 0.35.0 -> 0.42.1" in out
-    assert how == "repository"
+    assert "restart the runtime" in out.lower() and "diffusers 0.35.0 -> 0.42.1" in out and "pillow 11.0.0 -> 12.0.0" in out and "pyyaml" not in out
+    assert "tag v0.1.0" in how
+    pip = FakePip(); seen = iter([before, before])
+    ns["install_zimage_nb"]("0.1.0", "x", on_pypi=True, run=pip, installed=lambda: next(seen), imported=set)
+    assert pip.calls[0][-1] == "zimage-nb==0.1.0"                                          # once published: the pinned release
+
+def test_the_restart_check_knows_module_names_from_distribution_names():
+    ns = {}; exec(install_cell(), ns)
+    import PIL, yaml                                                                      # noqa: F401 (imported, as a runtime has them)
+    pip, seen = FakePip(), iter([{"pillow": "11.0.0", "pyyaml": "6.0"}, {"pillow": "12.0.0", "pyyaml": "6.0.2"}])
+    import io, contextlib
+    with contextlib.redirect_stdout(io.StringIO()) as out: ns["install_zimage_nb"]("0.1.0", "x", run=pip, installed=lambda: next(seen))
+    assert "pillow 11.0.0 -> 12.0.0" in out.getvalue() and "pyyaml 6.0 -> 6.0.2" in out.getvalue()
 
 def test_install_cell_does_nothing_when_the_version_is_there():
     ns = {}; exec(install_cell(), ns)

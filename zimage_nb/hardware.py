@@ -10,7 +10,7 @@ import psutil, torch
 
 # %% auto #0
 __all__ = ['PCIE_LANE_GBPS', 'PCIE_EFFICIENCY', 'KNOWN_GPUS', 'WATCHED', 'HardwareProfile', 'pcie_rate', 'detect_hardware',
-           'versions', 'version_problems', 'versions_line']
+           'cuda_arch_problem', 'require_cuda_arch', 'versions', 'version_problems', 'versions_line']
 
 # %% ../nbs/02_hardware.ipynb
 @dataclass
@@ -80,6 +80,27 @@ def detect_hardware()->HardwareProfile:
                                pcie_rate(*link) if link else HardwareProfile.pcie_gbps)
     dev = "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
     return HardwareProfile(dev, host_ram_gb=ram)
+
+# %% ../nbs/02_hardware.ipynb
+def cuda_arch_problem(capability:tuple=None, # (major, minor) of the card; default: this machine's first GPU
+                      arch_list:list=None)->tuple|None: # default: torch.cuda.get_arch_list()
+    "(problem, fix) when this torch has no kernels for the GPU, else None."
+    if capability is None:
+        if not torch.cuda.is_available(): return None
+        name, _, capability = _smi_props(0) or _torch_props(0)
+    else: name = "this GPU"
+    archs = torch.cuda.get_arch_list() if arch_list is None else arch_list
+    if not archs: return None                                   # nothing listed: nothing to compare
+    num = lambda a: int("".join(ch for ch in a.split("_", 1)[1] if ch.isdigit()))
+    cc = capability[0] * 10 + capability[1]
+    if any(a.startswith("sm_") and num(a) // 10 == capability[0] and num(a) <= cc or a.startswith("compute_") and num(a) <= cc for a in archs): return None
+    return (f"the installed torch {torch.__version__} has no kernels for {name} (compute {capability[0]}.{capability[1]}); it runs {' '.join(archs)}",
+            "on Kaggle choose Settings > Accelerator > GPU T4 x2 (Kaggle's torch dropped the P100: Kaggle/kaggle-cli issue 1151); elsewhere install a torch built for this card")
+
+def require_cuda_arch():
+    "Raise ZImageError if this machine's GPU cannot run the installed torch (see `cuda_arch_problem`)."
+    from zimage_nb.core import ZImageError
+    if p := cuda_arch_problem(): raise ZImageError(*p)
 
 # %% ../nbs/02_hardware.ipynb
 def _gpu(name, vram, cc, n, ram, gen, width): return HardwareProfile("cuda", name, vram, cc, n, ram, pcie_rate(gen, width))

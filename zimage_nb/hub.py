@@ -10,9 +10,9 @@ from .core import ZImageError, atomic_write_text
 from .config import ZConfig, SAMPLING, diffusers_guidance, recipe, run_folder as job_folder   # `run_folder` is an argument here
 
 # %% auto #0
-__all__ = ['TOKEN_SOURCES', 'COMFYUI_SAMPLER', 'COMFYUI_OUTPUTS', 'token_source', 'hub_token', 'sampling_recipe', 'model_card',
-           'scheduler_shift', 'comfyui_graph', 'comfyui_prompt', 'comfyui_workflow', 'write_comfyui_workflow',
-           'upload_plan', 'push_to_hub']
+__all__ = ['TOKEN_SOURCES', 'COMFYUI_SAMPLER', 'COMFYUI_OUTPUTS', 'token_source', 'hub_token', 'use_hub_token', 'sampling_recipe',
+           'model_card', 'scheduler_shift', 'comfyui_graph', 'comfyui_prompt', 'comfyui_workflow',
+           'write_comfyui_workflow', 'upload_plan', 'push_to_hub']
 
 # %% ../nbs/12_hub.ipynb
 def _colab_secret():
@@ -43,6 +43,13 @@ def token_source()->str|None:
 def hub_token()->str|None:
     "The Hub token from the first place that has one (never print it)."
     return next((t for _, get in TOKEN_SOURCES if (t := get())), None)
+
+def use_hub_token()->str|None:
+    """Make the token found (a Kaggle secret included, which huggingface_hub does not read) the one every download uses, by
+    HF_TOKEN in this process; returns where it came from, or None (downloads of public models are then anonymous)."""
+    src, token = token_source(), hub_token()
+    if token and not os.environ.get("HF_TOKEN"): os.environ["HF_TOKEN"] = token
+    return src
 
 # %% ../nbs/12_hub.ipynb
 def _hub_id(s:str)->str|None:

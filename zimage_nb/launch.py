@@ -4,13 +4,14 @@
 
 # %% ../nbs/08b_launch.ipynb
 from __future__ import annotations
-import json, os, signal, subprocess, sys, time
+import contextlib, functools, json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 from .core import ZImageError, FolderLock, atomic_write_text
 from .config import ZConfig, config_to_dict, config_from_dict, validate_config
 
 # %% auto #0
-__all__ = ['GROUP_TIMEOUT_S', 'WORKER', 'gpu_count', 'prepare_shared', 'launch_command', 'StopFile', 'launch_training', 'worker']
+__all__ = ['GROUP_TIMEOUT_S', 'WORKER', 'gpu_count', 'prepare_shared', 'launch_command', 'StopFile', 'die_with_parent',
+           'launch_training', 'worker', 'interrupt_as_stop']
 
 # %% ../nbs/08b_launch.ipynb
 GROUP_TIMEOUT_S = 3600   # how long a collective waits for the slowest process (NCCL's default is 10 minutes)
@@ -53,6 +54,26 @@ class StopFile:
     def is_set(self)->bool: return self.path.exists()
     def set(self): self.path.touch()
 
+def _prctl():
+    "libc's prctl, or None where there is none (not Linux)."
+    try:
+        import ctypes; return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError): return None
+
+def die_with_parent(parent:int=None, # the pid that must outlive this process (default: the current parent)
+                    prctl=None):     # `_prctl()`, looked up beforehand when called between fork and exec
+    """Be sent SIGTERM when `parent` dies (Linux's PR_SET_PDEATHSIG). A Jupyter kernel restart kills the kernel; torchrun,
+    started in a session of its own so that ■ does not reach it, and its workers would otherwise train on as orphans."""
+    parent, prctl = parent or os.getppid(), prctl or _prctl()
+    if prctl is None: return
+    prctl(1, int(signal.SIGTERM))                                      # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent: os.kill(os.getpid(), signal.SIGTERM)    # it died before this was armed
+
+def _relay(stop, stop_file:StopFile, proc):
+    "Touch the stop file when `stop` (the panel's Stop, or ■ in a panel's cell) is set, while the workers run."
+    while proc.poll() is None:
+        if stop.wait(0.5): stop_file.set(); return
+
 def _stream(proc)->int:
     "Copy a process's output to this cell as it comes (progress bars included); its exit code."
     for chunk in iter(lambda: proc.stdout.read1(1 << 12), b""):
@@ -60,31 +81,41 @@ def _stream(proc)->int:
     return proc.wait()
 
 def launch_training(cfg:ZConfig, num_processes:int=None, # default: advanced.num_processes
+                    stop=None,                           # a threading.Event: when set, every process stops after the current step
+                    callbacks:list=(),                   # called with {"event": "launched"} once the workers start (single process: train's events)
                     **kw)->dict:                         # passed to `train` (work, resume, until, progress)
     "Train in one or several processes; returns the run's summary (steps, lora, world, ranks_in_sync)."
     from zimage_nb.config import run_folder
     from zimage_nb.train import train
     n = num_processes or cfg.advanced.num_processes
     if n == 1:
-        r = train(cfg, **kw); return dict(steps=r["steps"], lora=str(r["lora"]) if r["lora"] else None, world=1, ranks_in_sync=True)
+        r = train(cfg, stop=stop, callbacks=callbacks, **kw); return dict(steps=r["steps"], lora=str(r["lora"]) if r["lora"] else None, world=1, ranks_in_sync=True)
     validate_config(cfg)
+    from zimage_nb.hardware import require_cuda_arch
+    require_cuda_arch()
     gpus = gpu_count()
     if gpus and gpus < n: raise ZImageError(f"advanced.num_processes is {n} but this machine has {gpus} GPU(s)", f"set it to {gpus} (Kaggle: Settings > Accelerator > GPU T4 x2 for two)")
     out = run_folder(cfg)
     with FolderLock(out, f"training {cfg.job.name} in {n} processes"):
         folder = prepare_shared(cfg, kw.get("work"), kw.get("progress", True))
-        stop = StopFile(out / "STOP"); stop.path.unlink(missing_ok=True)
+        stop_file = StopFile(out / "STOP"); stop_file.path.unlink(missing_ok=True)
         spec = atomic_write_text(out / "launch.json", json.dumps(dict(
-            cfg=config_to_dict(cfg), stop=str(stop.path), timeout=GROUP_TIMEOUT_S,
+            cfg=config_to_dict(cfg), stop=str(stop_file.path), timeout=GROUP_TIMEOUT_S,
             kw={**{k: str(v) if isinstance(v, Path) else v for k, v in kw.items() if k in ("work", "resume", "until", "progress")}, "model_folder": str(folder), "lock": False})))
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // n))))
-        proc = subprocess.Popen(launch_command(spec, n), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try: code = _stream(proc)
-        except KeyboardInterrupt:                      # the cell's stop button: finish the step, save, end
-            stop.set(); print("\nstopping after the current step (a checkpoint is saved)...", flush=True)
-            try: code = _stream(proc)
-            except KeyboardInterrupt: os.killpg(proc.pid, signal.SIGTERM); proc.wait(); raise
-        finally: stop.path.unlink(missing_ok=True)
+        proc = subprocess.Popen(launch_command(spec, n), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=functools.partial(die_with_parent, os.getpid(), _prctl()))
+        for cb in callbacks: cb(dict(event="launched", processes=n))
+        if stop is not None: threading.Thread(target=_relay, args=(stop, stop_file, proc), daemon=True).start()
+        try:
+            while True:
+                try: code = _stream(proc); break
+                except KeyboardInterrupt:              # ■ once: finish the step, save, end; twice: end the workers now
+                    if stop_file.is_set(): os.killpg(proc.pid, signal.SIGTERM); proc.wait(); raise
+                    stop_file.set(); print("\nstopping after the current step (a checkpoint is saved); press ■ again to end the workers now", flush=True)
+        finally:
+            if proc.poll() is None: os.killpg(proc.pid, signal.SIGTERM); proc.wait()   # never leave workers behind
+            stop_file.path.unlink(missing_ok=True)
         if code: raise ZImageError(f"the {n} training processes stopped with exit code {code} (their output is above)",
                                    "fix what the first error above names and run again: training resumes from the last checkpoint")
     return json.loads((out / "summary.json").read_text())
@@ -95,8 +126,36 @@ def worker(spec:str|Path):
     from datetime import timedelta
     from accelerate import PartialState
     from zimage_nb.train import train
+    die_with_parent()                                   # torchrun gone (killed with the kernel): stop too
     s = json.loads(Path(spec).read_text())
     st = PartialState(timeout=timedelta(seconds=s["timeout"]))
     if torch.cuda.is_available(): torch.cuda.set_device(st.local_process_index)   # else NCCL's barrier runs every rank on GPU 0
     device = f"cuda:{st.local_process_index}" if torch.cuda.is_available() else "cpu"
     train(config_from_dict(s["cfg"]), device=device, stop=StopFile(s["stop"]), **s["kw"])
+
+# %% ../nbs/08b_launch.ipynb
+@contextlib.contextmanager
+def interrupt_as_stop(stop:threading.Event,  # set by the first ■ once training runs
+                      started):              # a function: has training started?
+    """Within: SIGINT sets `stop` while training runs (the first time), else raises KeyboardInterrupt. Main thread only.
+    A KeyboardInterrupt that lands in a weakref callback or `__del__` is printed and dropped by Python (the kernel test met one
+    while the model loaded): one dropped here is raised again in the main thread."""
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    import ctypes
+    main, dropped, done, hook = ctypes.c_ulong(threading.main_thread().ident), threading.Event(), threading.Event(), sys.unraisablehook
+    def on_interrupt(sig, frame):
+        if started() and not stop.is_set():
+            stop.set(); print("\nstopping after the current step (a checkpoint is saved); press ■ again to stop at once", flush=True); return
+        stop.set(); raise KeyboardInterrupt
+    def unraisable(u):
+        if issubclass(u.exc_type, KeyboardInterrupt): dropped.set()
+        hook(u)
+    def again():
+        while not done.wait(0.2):
+            if dropped.is_set(): dropped.clear(); ctypes.pythonapi.PyThreadState_SetAsyncExc(main, ctypes.py_object(KeyboardInterrupt))
+    before, sys.unraisablehook = signal.signal(signal.SIGINT, on_interrupt), unraisable
+    retry = threading.Thread(target=again, daemon=True); retry.start()
+    try: yield
+    finally:
+        done.set(); retry.join(); ctypes.pythonapi.PyThreadState_SetAsyncExc(main, None)   # none left pending for later code
+        signal.signal(signal.SIGINT, before); sys.unraisablehook = hook

@@ -227,8 +227,10 @@ class RunPanel:
         self.bar, self.status = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="420px")), W.HTML()
         self.plot, self.sample = W.Image(format="png"), W.Image(format="png")
         self.losses, self.val, self.result, self.error, self.thread, self._stop = [], [], None, None, None, threading.Event()
+        self.training = False   # steps are running (or the workers have started): ■ then asks for a stop after the step
 
     def _event(self, e:dict):
+        if e["event"] in ("step", "launched"): self.training = True
         if e["event"] == "step":
             self.losses.append(e["loss"]); self.bar.value = e["step"]
             if "val_loss" in e: self.val.append((e["step"], e["val_loss"]))
@@ -244,7 +246,7 @@ class RunPanel:
         try:
             if cfg.advanced.num_processes > 1:          # several GPUs: workers started by torchrun; their output goes to the cell
                 from zimage_nb.launch import launch_training
-                self.result = launch_training(cfg, work=self.work, progress=progress)
+                self.result = launch_training(cfg, stop=self._stop, callbacks=[self._event], work=self.work, progress=progress)
             else: self.result = train(cfg, work=self.work, callbacks=[self._event], stop=self._stop, progress=progress)
             done = self.result["lora"]
             self.status.value = f"<b>done</b>: {html.escape(str(done))}" if done else f"<b>stopped</b> at step {self.result['steps']}: checkpoint saved; Start resumes"
@@ -254,29 +256,36 @@ class RunPanel:
         finally:
             self.start_button.disabled, self.stop_button.disabled = False, True
 
-    def start(self, wait:bool=False): # keep the cell running until training ends (the quickstarts' way; scripts, tests)
-        """Validate, then train in a background thread (the Start button). With `wait=True` the cell stays busy until the run
-        ends, showing downloads and progress bars; interrupting the cell stops after the current step (a checkpoint is saved),
-        and an error stops the cell, so "Run all" does not go on without a LoRA."""
+    def start(self, wait:bool=False): # train in this cell until the run ends (the quickstarts' way; scripts, tests)
+        """Validate, then train in a background thread (the Start button). With `wait=True` the cell itself trains, showing
+        downloads and progress bars: ■ ends it at once before training starts, and once it runs stops after the current step (a
+        checkpoint is saved; ■ twice: at once); an error stops the cell, so "Run all" does not go on without a LoRA."""
         if problems := self.panels.check():
             self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"
             if wait: raise ConfigError(problems)
             return
-        self._stop.clear(); self.losses, self.val, self.result, self.error = [], [], None, None
+        self._stop.clear(); self.losses, self.val, self.result, self.error, self.training = [], [], None, None, False
         self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.status.value = "preparing datasets and caches, loading the model..."
-        self.thread = threading.Thread(target=self._run, args=(wait,), daemon=True); self.thread.start()
-        if not wait: return
-        while self.thread.is_alive():
-            try: self.thread.join(0.5)
-            except KeyboardInterrupt:
-                print("stopping after the current step (a checkpoint is saved)...", flush=True); self.stop()
+        if not wait:
+            self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start(); return
+        # The cell trains in the kernel's main thread, where ■ arrives (a thread would miss it and train on). A busy kernel does
+        # not handle widget clicks (ipython/ipykernel issue 65), so the Stop button says what works instead.
+        self.stop_button.disabled, self.stop_button.description = True, "Stop: press ■"
+        setattr(self.stop_button, _TIP, "this cell is busy training, so the button cannot be clicked: interrupt the kernel (■) to stop after the current step")
+        from zimage_nb.launch import interrupt_as_stop
+        try:
+            with interrupt_as_stop(self._stop, lambda: self.training): self._run(progress=True)
+        except KeyboardInterrupt:
+            self.status.value = "<b>interrupted</b>" + (" (the checkpoint saved last is kept; Start resumes it)" if self.training else " before training started; Start begins again")
+            raise
+        finally: self.stop_button.description = "Stop"; setattr(self.stop_button, _TIP, ""); self.start_button.disabled, self.stop_button.disabled = False, True
         if self.error: raise self.error
 
     def require_result(self)->dict:
         "The finished run's result; else an error that says why there is none (a later cell must not silently do nothing)."
-        if self.thread is not None and self.thread.is_alive():
+        if self.thread is not None and self.thread.is_alive():   # started with the Start button, still training
             raise ZImageError("training is still running in the background", "wait until the panel says done (or train with run.start(wait=True)), then run this cell again")
         if self.error is not None: raise ZImageError(f"training stopped with an error: {self.error}", "fix what it names and run the train cell again: training resumes from the last checkpoint")
         if not self.result: raise ZImageError("no training has finished in this session (run.result is None)", "run the train cell first (run.start(wait=True)); it resumes from the last checkpoint")
@@ -302,9 +311,10 @@ class DatasetPanel:
         self.work = Path(work) if work else run_folder(panels.cfg) / "work"
         self.upload = W.FileUpload(accept="image/*,.txt,.zip", multiple=True, description="upload")
         self.upload.observe(lambda ch: self.take_upload(ch["new"]), "value")
-        # Colab's FileUpload delivers files of 1 MB or more empty (jupyter-widgets/ipywidgets issue 3452): there, the notebook's
-        # upload cell (google.colab.files.upload(), then take_upload) or a Drive folder path replaces the button
-        self.upload_note = W.HTML("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>")
+        # Colab's FileUpload delivers files of 1 MB or more empty (jupyter-widgets/ipywidgets issue 3452); elsewhere (Kaggle) the
+        # whole upload travels in one Jupyter message, which is dropped over 10 MB (ipywidgets issue 2522, jupyter/notebook 3468):
+        # the value never arrives, so there is nothing to report afterwards. The note says it before.
+        self.upload_note = W.HTML()   # filled in by widget(), for the platform it is shown on
         self.check_button = W.Button(description="check dataset", icon="check"); self.check_button.on_click(lambda _: self.check())
         self.report, self.preview = W.HTML(), W.Image(format="png")
         self.image_pick, self.caption = W.Dropdown(description="image"), W.Textarea(layout=W.Layout(width="420px", height="60px"))
@@ -375,7 +385,10 @@ class DatasetPanel:
         return p
 
     def widget(self)->W.Widget:
-        return W.VBox([W.HBox([self.upload_note if in_colab() else self.upload, self.check_button]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
+        self.upload_note.value = ("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>" if in_colab() else
+                                  "<span style='font-size:90%'>At most 10 MB in all through this button (Jupyter's message limit); more: add the images as a dataset "
+                                  "(Kaggle: <i>+ Add Input</i>) or a folder, and set <code>path</code> to it.</span>")
+        return W.VBox([W.HBox([self.upload_note, self.check_button] if in_colab() else [self.upload, self.check_button, self.upload_note]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
                        W.HBox([self.style, self.auto])])
 
     def _ipython_display_(self):

@@ -451,6 +451,8 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           lock:bool=True)->dict:      # own the run folder while training (a second start is refused); the launcher holds it for its workers
     "Train the LoRA; returns {'lora': path, 'steps', 'losses', 'run'}."
     from zimage_nb.core import FolderLock
+    from zimage_nb.hardware import require_cuda_arch
+    require_cuda_arch()                   # a GPU this torch has no kernels for (Kaggle's P100) is refused before any download
     owner = FolderLock(run_folder(cfg), f"training {cfg.job.name}") if lock and dist_info()[0] == 0 else contextlib.nullcontext()
     with owner: return _train(cfg, work, resume, until, callbacks, stop, device, progress, model_folder)
 
