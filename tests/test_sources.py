@@ -53,6 +53,8 @@ def hub(tmp_path_factory):
     c = root / "Comfy-Org/z_image_turbo/split_files"
     for sub in ("diffusion_models", "text_encoders", "vae"): (c / sub).mkdir(parents=True)
     save_file(original, str(c / "diffusion_models/z_image_turbo_bf16.safetensors"))
+    (root / "Comfy-Org/z_image/split_files/diffusion_models").mkdir(parents=True)                   # base's ComfyUI file (named in the workflows)
+    save_file(original, str(root / "Comfy-Org/z_image/split_files/diffusion_models/z_image_bf16.safetensors"))
     for f in ("text_encoders/qwen_3_4b.safetensors", "vae/ae.safetensors"): save_file({"x": torch.zeros(1)}, str(c / f))
     for v in ("v1", "v2"): write_tiny_lora(tr, root / f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors", "ostris", rank=4, seed=1)
     write_tiny_lora(tr, root / "DiffSynth-Studio/Z-Image-Turbo-DistillPatch/model.safetensors", "diffsynth", rank=4, seed=2)

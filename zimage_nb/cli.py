@@ -131,7 +131,9 @@ def _validate(a):
 def _demo(a): run_demo(a.out, a.seed, a.steps)
 
 def _train(a):
-    cfg = _config(a)                      # checked before the training stack (and the libraries that talk on import) is loaded
+    cfg = _config(a)                      # the config and its dataset paths are checked before the training stack is loaded:
+    from zimage_nb.data import check_sources   # bitsandbytes' import logs a Hub-kernel line offline (kernels 0.19), not an error of yours
+    if bad := check_sources(cfg): raise ConfigError(bad)
     from zimage_nb.launch import launch_training
     r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
     print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))
