@@ -110,8 +110,8 @@ def captioner_folder(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, 
     if repo.count("/") != 1: raise ZImageError(f"captioner {name!r} is not a folder, a Hub id or one of {', '.join(CAPTION_MODELS)}", "check the name or path")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
-    from zimage_nb.models import _is_network_error
-    try: return Path(snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS)))
+    from zimage_nb.models import _is_network_error, watched_download
+    try: return Path(watched_download(repo, lambda: snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS))))
     except RepositoryNotFoundError: raise ZImageError(f"captioner {repo} was not found on the Hub", f"check the name; known ones: {', '.join(CAPTION_MODELS)}") from None
     except Exception as e:
         if not _is_network_error(e): raise

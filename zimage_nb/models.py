@@ -20,13 +20,14 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry',
+__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'STALL_S', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry',
            'safetensors_entries', 'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets',
            'quantize_linears', 'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype',
            'encoder_dtype', 'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward',
-           'model_folder', 'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline',
-           'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized',
-           'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
+           'model_folder', 'plain_downloads', 'watched_download', 'hub_download', 'hub_file', 'tiny_model_folder',
+           'load_pipeline', 'assemble_pipeline', 'components_folder', 'transformer_weights', 'quantized_folder',
+           'save_quantized', 'load_quantized', 'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe',
+           'one_4bit_path']
 
 # %% ../nbs/04_models.ipynb
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
@@ -273,6 +274,40 @@ def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Tur
     return hub_download(str(name_or_path), parts, token, cache_dir, progress)
 
 # %% ../nbs/04_models.ipynb
+STALL_S = 120   # seconds without a new byte in the Hub cache before a download is reported stalled
+
+def plain_downloads():
+    "Download over plain HTTP from now on, not hf_xet (HF_HUB_DISABLE_XET=1, for this running Python too): slower, but it times out instead of hanging."
+    from huggingface_hub import constants
+    os.environ["HF_HUB_DISABLE_XET"] = "1"; constants.HF_HUB_DISABLE_XET = True
+
+def _cache_bytes(repo:str, cache_dir:str=None)->int:
+    "Bytes of `repo`'s files in the Hub cache, the ones still arriving included."
+    from huggingface_hub import constants
+    d = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "blobs"
+    return sum(f.stat().st_size for f in d.iterdir() if f.is_file()) if d.is_dir() else 0
+
+def watched_download(repo:str, call, cache_dir:str=None):
+    "Run the download `call` in a thread and wait here (■ ends the wait); report once when no byte arrives for STALL_S."
+    import threading, time
+    box = {}
+    def run():
+        try: box["out"] = call()
+        except BaseException as e: box["err"] = e
+    t = threading.Thread(target=run, daemon=True, name=f"download {repo}"); t.start()
+    seen, since, told = _cache_bytes(repo, cache_dir), time.monotonic(), False
+    while t.is_alive():
+        t.join(1.0)
+        now = _cache_bytes(repo, cache_dir)
+        if now != seen: seen, since = now, time.monotonic()
+        elif not told and time.monotonic() - since > STALL_S:
+            told = True
+            print(f"\nthe download of {repo} has received nothing for {STALL_S} s ({human_bytes(now)} so far). Stop it (■) and run the cell again: finished files are kept. "
+                  "If it stalls again, run `from zimage_nb.models import plain_downloads; plain_downloads()` first (HF_HUB_DISABLE_XET=1: plain HTTP).", flush=True)
+    if "err" in box: raise box["err"]
+    return box["out"]
+
+# %% ../nbs/04_models.ipynb
 def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
 _IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
 
@@ -313,7 +348,7 @@ def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.
         target = _check_room(repo, sum(sizes.values()), cache_dir)
         if progress: print(f"{repo}: {', '.join(parts)}: {len(sizes)} files, {human_bytes(sum(sizes.values()))} (files already in {target} are not fetched again)")
         return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=_IGNORE, token=token, cache_dir=cache_dir))
-    return _hub_errors(repo, call)
+    return _hub_errors(repo, lambda: watched_download(repo, call, cache_dir))
 
 def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bool=False)->Path:
     "Download one file of a Hub repo (once), checking free disk space first."
@@ -325,7 +360,7 @@ def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bo
         target = _check_room(repo, size, cache_dir)
         if progress: print(f"{repo}/{file}: {human_bytes(size)} (kept in {target}: fetched once)")
         return Path(hf_hub_download(repo, file, token=token, cache_dir=cache_dir))
-    return _hub_errors(repo, call)
+    return _hub_errors(repo, lambda: watched_download(repo, call, cache_dir))
 
 def _is_network_error(e:Exception)->bool:
     "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
