@@ -62,7 +62,8 @@ def sampling_recipe(cfg:ZConfig)->dict:
     st = SAMPLING["turbo"] if m.variant == "turbo" else dict(steps=s.steps, cfg_scale=s.cfg_scale)
     return dict(**st, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
 
-def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None):
+def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None,
+               shift:float=3.0):   # the sampling scheduler's shift (the LoRA's ComfyUI workflow has the run's)
     "The LoRA's Hub card as a `huggingface_hub.ModelCard` (metadata through `ModelCardData`; `.validate()` before an upload)."
     from huggingface_hub import ModelCard, ModelCardData
     from zimage_nb.config import recipe
@@ -94,7 +95,7 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
              "## Use it in ComfyUI", "", f"Drag `{Path(lora_name).with_suffix('.comfyui.json').name}` into ComfyUI: it samples as the trainer did (its note lists the files to download). "
              f"By hand: put `{lora_name}` in `models/loras` and load it with a *LoraLoaderModelOnly* node after the Z-Image model"
              + (f"; add `{r['extra']}` the same way at strength {r['extra_weight']:g}" if r["extra"] else "")
-             + f"; *ModelSamplingAuraFlow* shift 3; *KSampler* {COMFYUI_SAMPLER['sampler_name']} / {COMFYUI_SAMPLER['scheduler']}, {r['steps']} steps, CFG {r['cfg_scale']:g}.", ""]
+             + f"; *ModelSamplingAuraFlow* shift {shift:g}; *KSampler* {COMFYUI_SAMPLER['sampler_name']} / {COMFYUI_SAMPLER['scheduler']}, {r['steps']} steps, CFG {r['cfg_scale']:g}.", ""]
     notes = {"turbo + training adapter": "Trained on Turbo with ostris' training adapter in place, which is removed for sampling: the LoRA keeps Turbo's 8 steps without CFG.",
              "turbo + DistillPatch": "Trained plainly on Turbo; DiffSynth-Studio's DistillPatch loaded beside it restores Turbo's 8-step quality.",
              "base + few-step": "Trained on Z-Image base (nothing distilled to drift); alibaba-pai's Fun distill LoRA beside it samples in 8 steps at CFG 1.",
@@ -203,7 +204,9 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     out = Path(run_folder or job_folder(cfg))
     plan = upload_plan(cfg, out)
     grid = next((name for f, name in plan if name.endswith(".png")), None)
-    card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo)
+    wf = out / f"{cfg.job.name}.comfyui.json"
+    shift = next((n["widgets_values"][0] for n in json.loads(wf.read_text())["nodes"] if n["type"] == "ModelSamplingAuraFlow"), 3.0) if wf.exists() else 3.0
+    card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo, shift)
     atomic_write_text(out / "README.md", str(card))
     result = dict(repo=repo, files=[name for _, name in plan], url=f"https://huggingface.co/{repo}")
     if dry_run: return result
