@@ -141,3 +141,13 @@ def test_caption_command(tmp_path):
     assert (photos / "img_01.txt").exists()
     r = run("caption", str(f), "--dataset", "3")
     assert r.returncode == 2 and "the config has 1 dataset(s)" in r.stderr
+
+def test_prepare_expands_a_home_output_dir(tmp_path):
+    "job.output_dir: ~/runs is the home folder's runs for every command (prepare used to write ./~/runs, which train never read)."
+    from zimage_nb.train import write_demo_dataset
+    home, cwd = tmp_path / "home", tmp_path / "cwd"; home.mkdir(); cwd.mkdir()
+    f = tmp_path / "run.yaml"
+    assert run("init", str(f), "--preset", "tiny", "--set", "job.output_dir=~/runs", "--set", f"datasets.0.path={write_demo_dataset(tmp_path / 'p', n=2)}").returncode == 0
+    r = subprocess.run(["zimage-nb", "prepare", str(f)], capture_output=True, text=True, cwd=cwd, env=dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1"))
+    assert r.returncode == 0, r.stderr
+    assert (home / "runs" / "my_zimage_lora" / "work").is_dir() and not (cwd / "~").exists()
