@@ -7,6 +7,8 @@ test:
 	@diff -r -x __pycache__ .export-check zimage_nb > /dev/null || { rm -rf .export-check; echo "zimage_nb/ differed from what nbs/ exports (now re-exported): edit the notebooks, not zimage_nb/, and commit both"; exit 1; }
 	@rm -rf .export-check
 	python tools/make_readme.py --check
+	@echo "== lint (ruff: pyproject.toml)"
+	ruff check zimage_nb tests tools bench browser_tests
 	@echo "== pytest"
 	python -m pytest tests/ -q -p no:cacheprovider
 	@echo "== notebooks, top to bottom"

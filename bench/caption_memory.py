@@ -10,8 +10,7 @@ vision patch embedding stay 16-bit). The step peak is what one `describe` call (
 of --tokens new tokens) creates on top of the weights. Dimensions: Qwen3-VL-2B's published config (text model:
 Qwen3-1.7B's; vision: 24 blocks of 1024, patch 16, merge 2).
 """
-import argparse, json, statistics, time, sys
-from pathlib import Path
+import argparse, json, time
 import torch
 from PIL import Image
 

@@ -29,7 +29,7 @@ NF4 / bf16 on the device, rank 16, batch 1, 128 caption tokens, gradient checkpo
 Every row is one JSON line in <out>/results.jsonl (device, date, versions in <out>/env.json, the output in
 <out>/log.txt); a failing measurement is recorded with its error and the suite goes on.
 """
-import argparse, datetime, gc, json, os, platform, statistics, subprocess, sys, tempfile, time, traceback
+import argparse, datetime, gc, json, platform, statistics, subprocess, sys, tempfile, time, traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -210,7 +210,6 @@ def part_offload(s):
 
 def _offload_equal(s):
     "The tiny model trained 4 steps on this device with and without offload: the LoRAs, and no host reads."
-    import torch
     import zimage_nb.train as T
     from zimage_nb.config import preset
     from zimage_nb.lora import trained_state
@@ -302,7 +301,6 @@ def part_peer(s):
     if s.smoke or not s.peer_script or not Path(s.peer_script).exists():
         s.row("peer", skipped="no copy of diffusers' examples/dreambooth/train_dreambooth_lora_z_image.py given (--peer-script)" if not s.smoke else "smoke run"); return
     def one():
-        import torch
         from load_peak_ram import write_checkpoint
         folder = s.tmp / "peer-model"
         if not (folder / "text_encoder").exists(): _real_model_folder(folder)

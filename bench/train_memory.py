@@ -84,7 +84,7 @@ def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, ca
     if run.offload: run.offload.evict_all()
     parts = measured_parts(tr, run.params, run.optimizer, run.offload)
     persistent = sum(parts.values())
-    times, t0 = [], time.perf_counter()
+    times = []
     if cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
     def step():
         t0 = time.perf_counter(); one()

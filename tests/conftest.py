@@ -1,4 +1,4 @@
-import pytest, torch
+import pytest
 from zimage_nb.tiny import tiny_pipeline
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 "Caches survive a real kill (SIGKILL, no cleanup) and resume without recomputing what was written."
 import subprocess, sys, textwrap
-from pathlib import Path
 import numpy as np
 from PIL import Image
 from zimage_nb.cache import CacheStore, cache_latents

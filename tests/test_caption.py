@@ -1,5 +1,5 @@
 "Automatic captions with the tiny offline Qwen3-VL captioner: batching, sidecars, keep / overwrite, resume after SIGKILL, memory release, trigger, token limit, offline errors."
-import json, os, signal, subprocess, sys, weakref
+import signal, subprocess, sys
 import pytest, torch
 from PIL import Image
 from zimage_nb.caption import (caption_images, describe, finish_caption, load_captioner, captioner_folder, tiny_captioner_folder, _fit_tokens,

@@ -1,6 +1,6 @@
 "The console script as a user runs it."
 import os
-import subprocess, sys
+import subprocess
 from PIL import Image
 
 def run(*args, cwd=None):

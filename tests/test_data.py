@@ -82,7 +82,6 @@ def test_other_transparency_modes_are_flattened_on_white(tmp_path, mode):
     assert fixes and "transparency flattened on white" in fixes[0] and out.getpixel((5, 5)) == (255, 255, 255)
 
 def test_long_captions_are_reported_when_caching(tmp_path):
-    import torch, warnings
     from zimage_nb.cache import build_caches
     from zimage_nb.models import tiny_model_folder
     img(tmp_path / "d" / "a.png", (96, 96)); (tmp_path / "d" / "a.txt").write_text("long " * 40)

@@ -1,7 +1,7 @@
 """CUDA paths rehearsed on the CPU build (tools/fake_cuda.py): the real-size models on fake CUDA tensors (no data, no memory),
 and training on tracked CUDA (real numbers at tiny size, every would-be GPU tensor tracked, any mix with a host tensor refused).
 Every other test runs on device "cpu", where a tensor left on the host cannot fail; these run on "cuda"."""
-import importlib.util, shutil, sys
+import importlib.util, sys
 from pathlib import Path
 import pytest, torch
 from PIL import Image
@@ -41,7 +41,7 @@ def test_every_stand_in_takes_the_real_functions_parameters():
 
 def test_tracker_refuses_host_tensors_and_unwaited_copies():
     lin = torch.nn.Linear(8, 4)
-    with FC.DeviceTracker() as dt:
+    with FC.DeviceTracker():
         lin.to("cuda")
         x = torch.randn(2, 8, device="cuda")
         y = lin(x)
@@ -81,7 +81,7 @@ def test_sampling_on_fake_cuda():
     from zimage_nb.sample import Sampler
     pipe = tiny_pipeline()
     for m in (pipe.transformer, pipe.text_encoder, pipe.vae): m.requires_grad_(False)
-    with FC.FakeCuda() as fc:
+    with FC.FakeCuda():
         pipe.to("cuda")
         s = Sampler(pipe)
         assert str(s.device) == "cuda:0"

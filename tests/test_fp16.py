@@ -1,13 +1,14 @@
 """The T4 path (no bf16): fp16 whose scaling is exact where it applies, a gradient that matches fp32's, a guard that stops a
 broken fp16 run with one message, and the compute each model family gets. All on the CPU, in fp16 where the test says so."""
-import numpy as np, pytest, torch
+import pytest, torch
 from PIL import Image
 import zimage_nb.train as T
+import zimage_nb.checkpoints as C
 from zimage_nb.config import preset
 from zimage_nb.core import ZImageError
 from zimage_nb.flow import predict, flow_loss
 from zimage_nb.lora import add_trainable_lora
-from zimage_nb.models import fp16_safe, fp16_scale, tiny_forward, relative_error, FP16_MAX
+from zimage_nb.models import fp16_safe, fp16_scale, relative_error
 from zimage_nb.tiny import tiny_pipeline
 
 def test_scaling_is_exact_at_real_width_in_fp32():
@@ -19,7 +20,7 @@ def test_scaling_is_exact_at_real_width_in_fp32():
     x = [torch.randn(16, 1, 8, 8, generator=g)]; cap = [torch.randn(7, tr.config.cap_feat_dim, generator=g)]
     with torch.no_grad():
         ref = tr(x, torch.tensor([0.4]), cap, return_dict=False)[0][0]
-        hs = fp16_scale(tr); got = tr(x, torch.tensor([0.4]), cap, return_dict=False)[0][0]
+        fp16_scale(tr); got = tr(x, torch.tensor([0.4]), cap, return_dict=False)[0][0]
     assert relative_error(ref, got) < 1e-6, relative_error(ref, got)
 
 def hot(dtype=torch.float32):
@@ -83,7 +84,7 @@ def test_a_broken_fp16_run_stops_with_one_message_and_keeps_its_checkpoint(data,
     with pytest.warns(UserWarning, match="ComfyUI issue 12176"), pytest.raises(ZImageError) as e: T.train(cfg, progress=False)
     msg = str(e.value)
     assert "training in fp16 broke down" in msg and "set quantization.compute to fp32" in msg and "musubi-tuner issue 897" in msg and "intact" in msg
-    assert [p.name for p in T.list_checkpoints(T.run_folder(cfg))] == ["step_0000004", "step_0000008"]   # the last good one stays
+    assert [p.name for p in C.list_checkpoints(T.run_folder(cfg))] == ["step_0000004", "step_0000008"]   # the last good one stays
 
 def test_black_samples_in_fp16_stop_the_run(data, monkeypatch):
     from zimage_nb.sample import Sampler

@@ -149,7 +149,7 @@ def test_hub_model_with_a_single_file_transformer_fetches_only_its_config(monkey
     assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny))).all()
 
 def test_unreadable_tensor_types_are_named(tmp_path):
-    import json, struct
+    import struct
     header = json.dumps({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}).encode()
     (tmp_path / "f.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0")
     from zimage_nb.models import safetensors_entries

@@ -1,7 +1,6 @@
 """LoRA files as the trainers people use write them load through our path (`lora.read_lora`) and change the model exactly as
 the same weights in AI Toolkit's layout do. The key layouts are taken from those projects' own code and from public bug
 reports, cited per layout below; the weights are random, on the tiny model (a real file's names, a tiny model's shapes)."""
-import re
 import pytest, torch
 from safetensors.torch import save_file
 from zimage_nb.lora import read_lora, add_frozen_lora, use_adapters, normalize_lora_keys

@@ -1,12 +1,13 @@
 "Training offload on the CPU (device copies simulated in RAM): the same LoRA bit for bit, no operation reading an offloaded block, at most resident + 1 blocks on the device, kill and resume."
-import json, signal
+import json
 import pytest, torch
 import zimage_nb.train as T
+import zimage_nb.checkpoints as C
 from zimage_nb.config import ConfigError, preset, validate_config
 from zimage_nb.lora import trained_state
 from zimage_nb.offload import BlockOffload, OffloadCheck, transformer_blocks
 from zimage_nb.planner import offload_copies
-from test_train import setup, make_cfg, killed_run, same_lora, work   # the tiny run set-up of the engine's tests
+from test_train import setup, make_cfg, killed_run, same_lora, work  # noqa: F401 (setup: a fixture) the tiny run set-up of the engine's tests
 
 def off_cfg(setup, name, resident=1, prefetch=True, **kw):
     return make_cfg(setup, name, advanced__train_offload=True, advanced__offload_resident=resident, advanced__offload_prefetch=prefetch, **kw)
@@ -57,7 +58,7 @@ def test_kill_and_resume_with_offload_is_bit_exact(setup):
     cfg = off_cfg(setup, "off-killed", 2, **kw)
     killed_run(setup, cfg, 6)
     out = T.run_folder(cfg)
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000004"]
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000004"]
     resumed = T.train(cfg, work=work(setup), progress=False)
     assert resumed["run"].offload is not None and resumed["steps"] == 8
     assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))

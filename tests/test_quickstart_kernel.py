@@ -8,7 +8,7 @@ Why these: with `run.start(wait=True)` training ran in a thread, and KeyboardInt
 cell runs (ipython/ipykernel issue 65), so the panel's Stop cannot be clicked then: the button says to press ■.
 Bounds: the cell ends within 30 s of ■ once training runs (a tiny step is well under a second; the rest is the checkpoint and
 the processes' exit); no worker is left 20 s after a restart."""
-import json, os, queue, re, time
+import json, os, queue, time
 from pathlib import Path
 import pytest
 

@@ -1,5 +1,5 @@
 "Release readiness: floors in one place and verified, the version in one place, the quickstarts' install cell."
-import configparser, json, re, sys, types
+import configparser, json, re, types
 from pathlib import Path
 import pytest
 

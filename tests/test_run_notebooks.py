@@ -1,5 +1,5 @@
 "tools/run_notebooks.py saves notebooks with outputs that do not change from run to run unless a result changed."
-import copy, importlib.util, json
+import importlib.util, json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

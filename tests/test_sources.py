@@ -8,8 +8,8 @@ import pytest, torch
 from safetensors.torch import save_file, load_file
 import zimage_nb.models as M
 from zimage_nb.config import preset, PRESETS
-from zimage_nb.lora import lora_file, read_lora, ADAPTER_FILES
-from zimage_nb.sources import REPOS, download_plan, transformer_location
+from zimage_nb.lora import lora_file, read_lora
+from zimage_nb.sources import REPOS, download_plan
 from zimage_nb.tiny import tiny_pipeline, to_original_layout, write_tiny_lora
 
 def shard(sd:dict, folder:Path, stem:str, n:int):

@@ -7,7 +7,6 @@ is asked, and the renderer's own pictures of the subject score 0.05-0.3 (03_tiny
 like them, one that draws a disc of another colour scores 0. The class prompt is compared with the base pixel by pixel
 (mean absolute difference over 0-255, same seeds)."""
 import numpy as np, pytest, torch
-from PIL import Image
 from zimage_nb.config import preset
 from zimage_nb.lora import TRAINED
 from zimage_nb.models import load_pipeline

@@ -1,11 +1,12 @@
 "Training engine on the tiny stack (CPU): learning, adapters, export, NaN handling, kill-safe checkpoints, two processes."
-import json, os, signal, subprocess, sys, warnings
+import json, os, signal, subprocess, sys
 import numpy as np, pytest, torch
 from safetensors.torch import load_file
 import zimage_nb.train as T
+import zimage_nb.checkpoints as C
 from zimage_nb.config import preset, save_config
 from zimage_nb.core import ZImageError
-from zimage_nb.lora import TRAINED, TRAINING_ADAPTER, adapters_off, trained_state, lora_metadata
+from zimage_nb.lora import TRAINED, adapters_off, trained_state, lora_metadata
 from zimage_nb.tiny import tiny_pipeline, tiny_image, write_tiny_lora
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_outputs_of_a_run(trained):
     log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 41))
     assert {"loss", "lr", "peak_memory", "time", "skipped"} <= set(log[0])
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000020"]
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000020"]
     assert (out / "samples" / "step_0000020.png").exists() and (out / "samples" / "step_0000040.png").exists()
     meta = lora_metadata(trained["lora"])
     assert meta["zimage_nb.steps"] == "40" and meta["zimage_nb.rank"] == "4" and meta["zimage_nb.trigger_word"] == "zxq"
@@ -103,7 +104,7 @@ def test_kill_and_resume_is_bit_exact(setup):
     cfg = make_cfg(setup, "killed")
     killed_run(setup, cfg, 13)
     out = T.run_folder(cfg)
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000010"]
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"]
     assert len((out / "log.jsonl").read_text().splitlines()) == 13
     resumed = T.train(cfg, work=work(setup), progress=False)
     assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))
@@ -119,7 +120,7 @@ def test_kill_during_save_keeps_previous_checkpoint(setup):
     cfg = make_cfg(setup, "killsave", training__steps=30)
     killed_run(setup, cfg, 20, "save")
     out = T.run_folder(cfg)
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000010"] and T.checkpoint_ok(out / "checkpoints" / "step_0000010")
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
     assert list((out / "checkpoints").glob(".step_0000020*"))        # the half-written one is there, under its temporary name
     res = T.train(cfg, work=work(setup), progress=False)
     assert res["steps"] == 30 and res["lora"].exists()
@@ -131,7 +132,7 @@ def test_damaged_checkpoint_is_skipped(setup):
     good = trained_state(first["run"].transformer)
     ck = T.run_folder(cfg) / "checkpoints" / "step_0000020"
     with open(ck / "optimizer.pt", "r+b") as f: f.seek(100); f.write(b"\0garbage\0")
-    assert not T.checkpoint_ok(ck)
+    assert not C.checkpoint_ok(ck)
     with pytest.warns(UserWarning, match="damaged"):
         again = T.train(cfg, work=work(setup), until=20, progress=False)   # from step 10, redoing 11..20
     assert same_lora(good, trained_state(again["run"].transformer))
@@ -144,7 +145,7 @@ class Payload:
 def rewrite(ck, name, obj):
     "Replace one checkpoint file and record its new checksum, as a tamperer (or an old version) would leave it."
     torch.save(obj, ck / name)
-    st = json.loads((ck / "state.json").read_text()); st["files"][name] = T._sha_file(ck / name)
+    st = json.loads((ck / "state.json").read_text()); st["files"][name] = C._sha_file(ck / name)
     (ck / "state.json").write_text(json.dumps(st))
 
 def test_checkpoints_load_without_running_code(setup, tmp_path):
@@ -183,7 +184,7 @@ def test_a_full_disk_stops_with_one_message_and_loses_nothing(setup, monkeypatch
     msg, out = str(e.value), T.run_folder(cfg)
     for part in (f"the disk holding {out} is full", "checkpoint step_0000020 could not be written", "save.keep = ", "step_0000010, is intact", "resumes", "Fix:"):
         assert part in msg, part
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000010"] and T.checkpoint_ok(out / "checkpoints" / "step_0000010")
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
     assert not list((out / "checkpoints").glob(".step_*"))                  # the half-written folder is removed
     monkeypatch.setattr(C, "export_lora", real)                            # space freed: the same call resumes and finishes
     assert T.train(cfg, work=work(setup), progress=False)["steps"] == 30
@@ -194,7 +195,7 @@ def test_free_space_is_checked_before_training(setup, monkeypatch):
     cfg = make_cfg(setup, "nospace", training__steps=20)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
     with pytest.raises(ZImageError, match="a first checkpoint could not be written"): T.train(cfg, work=work(setup), progress=False)
-    assert not T.list_checkpoints(T.run_folder(cfg))
+    assert not C.list_checkpoints(T.run_folder(cfg))
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 3 * 2**20))
     with pytest.warns(UserWarning, match="may stop with a full disk"): T.train(cfg, work=work(setup), until=1, progress=False)
 
@@ -235,7 +236,7 @@ def test_ema_is_exported_and_resumes_bit_exactly(setup):
     assert lora_metadata(straight["ema_lora"])["zimage_nb.ema_decay"] == "0.9"
     cfg = make_cfg(setup, "ema-killed", **kw)
     killed_run(setup, cfg, 13)
-    assert (T.list_checkpoints(T.run_folder(cfg))[-1] / "ema.safetensors").exists()
+    assert (C.list_checkpoints(T.run_folder(cfg))[-1] / "ema.safetensors").exists()
     resumed = load_file(T.train(cfg, work=work(setup), progress=False)["ema_lora"])
     assert all(torch.equal(ema[k], resumed[k]) for k in ema)
     instead = T.train(make_cfg(setup, "ema-instead", save__ema_export="instead", **kw), work=work(setup), progress=False)
@@ -265,8 +266,8 @@ def test_repeated_nans_stop_the_run_without_saving(setup, monkeypatch):
     out = T.run_folder(cfg)
     assert not (out / f"{cfg.job.name}.safetensors").exists()
     # steps 7-11 fail and are skipped (the error comes at 11): the checkpoint of step 10 holds the last good weights
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_0000005", "step_0000010"]
-    for ck in T.list_checkpoints(out): assert all(torch.isfinite(v).all() for v in load_file(ck / "lora.safetensors").values())
+    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000005", "step_0000010"]
+    for ck in C.list_checkpoints(out): assert all(torch.isfinite(v).all() for v in load_file(ck / "lora.safetensors").values())
     assert json.loads((out / "checkpoints" / "step_0000010" / "state.json").read_text())["nan_streak"] == 4
 
 def test_two_processes_match_one_with_accumulation(setup):

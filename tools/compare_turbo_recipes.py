@@ -75,7 +75,6 @@ def main():
     adapter, patch = str(tiny_turbo_file("adapter")), str(tiny_turbo_file("patch"))
     ref = images(tiny_pipeline(turbo=True), CLASS, TINY_TURBO_STEPS)             # the tiny Turbo's own few-step samples
     ref_base = images(tiny_pipeline(), CLASS, 30)                                 # the base's own 30-step samples
-    fewstep = str(tiny_turbo_file("fewstep"))
     def with_lora(pipe, kind, weight):
         pipe.load_lora_weights(str(Path(tiny_turbo_file(kind)).parent), weight_name=Path(tiny_turbo_file(kind)).name, adapter_name=kind)
         pipe.set_adapters([kind], [weight]); return pipe

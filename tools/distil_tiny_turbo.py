@@ -44,7 +44,7 @@ import numpy as np, torch
 from safetensors.torch import save_file
 from zimage_nb.core import atomic_path
 from zimage_nb.tiny import tiny_pipeline, tiny_scene, tiny_purity as purity, image_distance, TINY_VERSION
-from zimage_nb.cache import encode_latents, encode_prompts
+from zimage_nb.cache import encode_prompts
 from zimage_nb.flow import predict, flow_loss, sample_sigmas
 from zimage_nb.config import TargetConfig
 from zimage_nb.lora import TRAINED, TRAINING_ADAPTER, add_trainable_lora, add_frozen_lora, use_adapters, export_lora

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_write_text, clean_text, release_freed_memory
-from .data import IMAGE_EXTS, UNPACK_REPORT, Skip, clean_image, is_junk, read_caption
+from .data import IMAGE_EXTS, Skip, clean_image, is_junk, read_caption
 
 # %% auto #0
 __all__ = ['STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FILE', 'style_prompt', 'degenerate',

@@ -155,7 +155,7 @@ def _prepare(a):
     for rep in prepare_datasets(cfg): print(rep.summary())
 
 def _caption(a):
-    from zimage_nb.caption import caption_dataset, caption_datasets
+    from zimage_nb.caption import caption_dataset
     cfg = apply_sets(load_config(a.config), a.set)
     validate_config(cfg)
     idx = [a.dataset] if a.dataset is not None else range(len(cfg.datasets))
@@ -164,7 +164,6 @@ def _caption(a):
         print(caption_dataset(cfg, i, style=a.style, overwrite=a.overwrite, model=a.model).summary())
 
 def _sample(a):
-    import torch
     from zimage_nb.models import load_run_pipeline, compute_dtype, default_device
     from zimage_nb.sample import Sampler, render_grid, combine, prompt_rows, setting_columns, weight_sweep
     from zimage_nb.train import trigger_prompts

@@ -5,9 +5,9 @@
 # %% ../nbs/01_config.ipynb
 from __future__ import annotations
 import copy, difflib, re, warnings
-from dataclasses import dataclass, field, fields, asdict, is_dataclass
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import get_type_hints
 import yaml
 from .core import ZImageError, atomic_write_text, decode_text
 

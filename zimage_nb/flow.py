@@ -4,7 +4,6 @@
 
 # %% ../nbs/07d_flow.ipynb
 from __future__ import annotations
-import math
 import torch
 import torch.nn.functional as F
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_hardware.ipynb
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import subprocess
 import psutil, torch
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_launch.ipynb
 from __future__ import annotations
-import contextlib, functools, json, os, signal, subprocess, sys, threading, time
+import contextlib, functools, json, os, signal, subprocess, sys, threading
 from pathlib import Path
 from .core import ZImageError, FolderLock, atomic_write_text
 from .config import ZConfig, config_to_dict, config_from_dict, validate_config

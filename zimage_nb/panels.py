@@ -200,12 +200,12 @@ class ConfigPanels:
         display(self.widget())
 
 # %% ../nbs/11_panels.ipynb
-import io, threading, time
+import io, threading
 
 def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2,
                   val:list=None)->bytes:   # (step, validation loss) points, drawn as markers
     "A small loss curve (raw steps and a running mean, and the validation loss) as PNG bytes."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     fig = matplotlib.figure.Figure(figsize=(width, height), dpi=90)
     ax = fig.add_subplot(); FigureCanvasAgg(fig)
@@ -344,7 +344,6 @@ class DatasetPanel:
     def check(self):
         "Run the validation (prepared copies go to the work folder) and show the report and a preview."
         from zimage_nb.data import prepare_dataset, preview_grid, IMAGE_EXTS, source_folder
-        from pathlib import Path
         d, cfg = self.dataset, self.panels.cfg
         try:
             rep = prepare_dataset(d.path, self.work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{self.i}",

@@ -354,7 +354,6 @@ LOAD_S = 300.0        # loading and quantizing the transformer, encoding a small
 
 def setup_seconds(cfg:ZConfig)->dict:
     "The set-up before the first step: measured by the last session of this job (<run>/setup.json, per phase), else estimated: the download plan at DOWNLOAD_BPS plus LOAD_S."
-    from pathlib import Path
     from zimage_nb.sources import download_plan, plan_bytes
     f = run_folder(cfg) / "setup.json"
     if f.exists():

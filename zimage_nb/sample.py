@@ -5,7 +5,7 @@
 # %% ../nbs/09_sample.ipynb
 from __future__ import annotations
 import functools, gc, itertools, json, os, textwrap, time, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont

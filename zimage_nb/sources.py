@@ -6,8 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
-from .core import ZImageError, human_bytes
-from .config import ZConfig, COMFY_TURBO
+from .core import ZImageError
+from .config import ZConfig
 
 # %% auto #0
 __all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'COMFYUI_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS',

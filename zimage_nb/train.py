@@ -4,25 +4,22 @@
 
 # %% ../nbs/08_train.ipynb
 from __future__ import annotations
-import contextlib, errno, json, math, os, random, resource, shutil, tempfile, time, warnings
+import contextlib, json, random, resource, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text
-from .config import ZConfig, ConfigError, config_to_dict, config_from_dict, save_config, validate_config, recipe, run_folder
+from .config import ZConfig, ConfigError, config_to_dict, save_config, validate_config, run_folder
 from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora, add_frozen_lora, lora_file,
-                            use_adapters, adapters_off, trained_state, export_lora)
+                            use_adapters, adapters_off, export_lora)
 from .offload import BlockOffload
 from .events import RunLog
 from .models import fp16_safe, one_4bit_path
 from .hub import write_comfyui_workflow
-from .flow import shift_sigmas, sample_sigmas, sigma_weights, predict, flow_loss, guided_target
-from .checkpoints import (save_checkpoint, load_checkpoint, resume_latest, list_checkpoints, checkpoint_ok, lora_header, safe_load,
-                                   check_disk, checkpoint_bytes, disk_need, disk_full_error, data_manifest, _disk_full, _sha_file)
+from .flow import sample_sigmas, sigma_weights, predict, flow_loss, guided_target
+from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk, disk_full_error, _disk_full
 
 # %% auto #0
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches',
@@ -413,7 +410,7 @@ def _emit(callbacks, event:dict):
 def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True,
               model_folder:str|Path=None)->Run:   # the tokenizer / VAE / scheduler folder, already fetched (the launcher gives it to its workers)
     "Validate, cache, load and attach everything; returns a `Run` at step 0. The seconds of each phase go to <run>/setup.json."
-    from zimage_nb.models import default_device, compute_dtype
+    from zimage_nb.models import compute_dtype
     from zimage_nb.data import check_sources
     validate_config(cfg)
     if bad := check_sources(cfg): raise ConfigError(bad)        # before any download
