@@ -139,23 +139,21 @@ def interrupt_as_stop(stop:threading.Event,  # set by the first ■ once trainin
                       started):              # a function: has training started?
     """Within: SIGINT sets `stop` while training runs (the first time), else raises KeyboardInterrupt. Main thread only.
     A KeyboardInterrupt that lands in a weakref callback or `__del__` is printed and dropped by Python (the kernel test met one
-    while the model loaded): one dropped here is raised again in the main thread."""
+    while the model loaded), so until one has left this block it is raised again in the main thread every quarter second."""
     if threading.current_thread() is not threading.main_thread(): yield; return
     import ctypes
-    main, dropped, done, hook = ctypes.c_ulong(threading.main_thread().ident), threading.Event(), threading.Event(), sys.unraisablehook
+    main, pending, arrived, done = ctypes.c_ulong(threading.main_thread().ident), threading.Event(), threading.Event(), threading.Event()
     def on_interrupt(sig, frame):
         if started() and not stop.is_set():
             stop.set(); print("\nstopping after the current step (a checkpoint is saved); press ■ again to stop at once", flush=True); return
-        stop.set(); raise KeyboardInterrupt
-    def unraisable(u):
-        if issubclass(u.exc_type, KeyboardInterrupt): dropped.set()
-        hook(u)
+        stop.set(); pending.set(); raise KeyboardInterrupt
     def again():
-        while not done.wait(0.2):
-            if dropped.is_set(): dropped.clear(); ctypes.pythonapi.PyThreadState_SetAsyncExc(main, ctypes.py_object(KeyboardInterrupt))
-    before, sys.unraisablehook = signal.signal(signal.SIGINT, on_interrupt), unraisable
+        while not done.wait(0.25):
+            if pending.is_set() and not arrived.is_set(): ctypes.pythonapi.PyThreadState_SetAsyncExc(main, ctypes.py_object(KeyboardInterrupt))
+    before = signal.signal(signal.SIGINT, on_interrupt)
     retry = threading.Thread(target=again, daemon=True); retry.start()
     try: yield
+    except KeyboardInterrupt: arrived.set(); raise
     finally:
         done.set(); retry.join(); ctypes.pythonapi.PyThreadState_SetAsyncExc(main, None)   # none left pending for later code
-        signal.signal(signal.SIGINT, before); sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, before)
