@@ -84,11 +84,11 @@ def test_checkpoint_labels_carry_the_validation_loss(tmp_path):
 # diffusers' ZImagePipeline guides with pos + g·(pos − neg) whenever g > 0 (pipelines/z_image/pipeline_z_image.py,
 # do_classifier_free_guidance: `self._guidance_scale > 0`), so g = CFG − 1; AI Toolkit's z_image.py passes max(0, cfg − 1) the same way.
 PRESET_SAMPLING = {   # preset: (steps, CFG, diffusers guidance_scale, transformer evaluations per image), source
-    "turbo-adapter-v2": (8, 1.0, 0.0, 8),     # Tongyi-MAI/Z-Image-Turbo card: guidance_scale=0.0 ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
+    "turbo-adapter-v2": (8, 1.0, 0.0, 8),     # Tongyi-MAI/Z-Image README (github.com/Tongyi-MAI/Z-Image), Turbo example: guidance_scale=0.0 ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
     "turbo-adapter-v1": (8, 1.0, 0.0, 8),     # the same
     "turbo-distillpatch": (8, 1.0, 0.0, 8),   # DiffSynth-Studio's Z-Image doc and DistillPatch card: "acceleration configuration (steps=8, cfg=1)"
-    "de-turbo": (25, 2.5, 1.5, 50),           # ostris/Z-Image-De-Turbo card: "a low CFG (2.0 - 3.0) and 20-30 steps"
-    "base": (50, 5.0, 4.0, 100),              # Tongyi-MAI/Z-Image card's diffusers example: num_inference_steps=50, guidance_scale=4
+    "de-turbo": (25, 2.5, 1.5, 50),           # ostris/Z-Image-De-Turbo card (read in a copy; its scale is not stated): "a low CFG (2.0 - 3.0) and 20-30 steps"
+    "base": (50, 5.0, 4.0, 100),              # Tongyi-MAI/Z-Image README (GitHub), base's diffusers example: num_inference_steps=50, guidance_scale=4
     "base-fun-distill": (8, 1.0, 0.0, 8),     # alibaba-pai/Z-Image-Fun-Lora-Distill (VideoX-Fun README): "does not require CFG and uses 8 steps"
 }
 

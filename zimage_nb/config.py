@@ -137,10 +137,10 @@ class DatasetConfig:
 
 # %% ../nbs/01_config.ipynb
 SAMPLING = {  # steps and CFG (usual scale) by name, each from the source beside it
-    "turbo": dict(steps=8, cfg_scale=1.0),            # Tongyi-MAI/Z-Image-Turbo card: guidance_scale=0.0 in diffusers ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
+    "turbo": dict(steps=8, cfg_scale=1.0),            # Tongyi-MAI/Z-Image README (GitHub), Turbo example: guidance_scale=0.0 ("Guidance should be 0 for the Turbo models"), 8 DiT forwards
     "non-accelerated": dict(steps=30, cfg_scale=2.0), # DiffSynth-Studio docs/en/Model_Details/Z-Image.md: "no acceleration configuration (num_inference_steps=30, cfg_scale=2)"
-    "de-turbo": dict(steps=25, cfg_scale=2.5),        # ostris/Z-Image-De-Turbo card: "use a low CFG (2.0 - 3.0) and 20-30 steps"
-    "base": dict(steps=50, cfg_scale=5.0),            # Tongyi-MAI/Z-Image card: num_inference_steps=50, guidance_scale=4 in diffusers (CFG 5; recommended 28-50 steps, 3-5 in diffusers)
+    "de-turbo": dict(steps=25, cfg_scale=2.5),        # ostris/Z-Image-De-Turbo card (read in a copy): "use a low CFG (2.0 - 3.0) and 20-30 steps"; scale not stated
+    "base": dict(steps=50, cfg_scale=5.0),            # Tongyi-MAI/Z-Image README (GitHub), base example: num_inference_steps=50, guidance_scale=4 in diffusers (CFG 5; recommended 28-50 steps, 3-5 in diffusers)
     "fun-distill": dict(steps=8, cfg_scale=1.0)}      # alibaba-pai/Z-Image-Fun-Lora-Distill (VideoX-Fun README): "does not require CFG and uses 8 steps"
 
 def diffusers_guidance(cfg_scale:float)->float:
