@@ -313,7 +313,8 @@ class DatasetPanel:
         self.upload.observe(lambda ch: self.take_upload(ch["new"]), "value")
         # Colab's FileUpload delivers files of 1 MB or more empty (jupyter-widgets/ipywidgets issue 3452); elsewhere (Kaggle) the
         # whole upload travels in one Jupyter message, which is dropped over 10 MB (ipywidgets issue 2522, jupyter/notebook 3468):
-        # the value never arrives, so there is nothing to report afterwards. The note says it before.
+        # the value never arrives and, in Voila with ipywidgets 8.1.9 at least, the button sends nothing more until the page is
+        # reloaded (browser_tests: test_the_upload_button_...), so there is nothing to report afterwards. The note says it before.
         self.upload_note = W.HTML()   # filled in by widget(), for the platform it is shown on
         self.check_button = W.Button(description="check dataset", icon="check"); self.check_button.on_click(lambda _: self.check())
         self.report, self.preview = W.HTML(), W.Image(format="png")
@@ -385,7 +386,8 @@ class DatasetPanel:
 
     def widget(self)->W.Widget:
         self.upload_note.value = ("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>" if in_colab() else
-                                  "<span style='font-size:90%'>At most 10 MB in all through this button (Jupyter's message limit); more: add the images as a dataset "
+                                  "<span style='font-size:90%'>At most 10 MB in all through this button: a larger pick never arrives (Jupyter's message limit), and the button "
+                                  "then stays dead until the page is reloaded. More: add the images as a dataset "
                                   "(Kaggle: <i>+ Add Input</i>) or a folder, and set <code>path</code> to it.</span>")
         return W.VBox([W.HBox([self.upload_note, self.check_button] if in_colab() else [self.upload, self.check_button, self.upload_note]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
                        W.HBox([self.style, self.auto])])
