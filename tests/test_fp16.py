@@ -84,7 +84,7 @@ def test_a_broken_fp16_run_stops_with_one_message_and_keeps_its_checkpoint(data,
     with pytest.warns(UserWarning, match="ComfyUI issue 12176"), pytest.raises(ZImageError) as e: T.train(cfg, progress=False)
     msg = str(e.value)
     assert "training in fp16 broke down" in msg and "set quantization.compute to fp32" in msg and "musubi-tuner issue 897" in msg and "intact" in msg
-    assert [p.name for p in C.list_checkpoints(T.run_folder(cfg))] == ["step_0000004", "step_0000008"]   # the last good one stays
+    assert [p.name for p in C.run_checkpoints(cfg)] == ["step_0000004", "step_0000008"]   # the last good one stays
 
 def test_black_samples_in_fp16_stop_the_run(data, monkeypatch):
     from zimage_nb.sample import Sampler

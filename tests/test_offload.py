@@ -58,7 +58,7 @@ def test_kill_and_resume_with_offload_is_bit_exact(setup):
     cfg = off_cfg(setup, "off-killed", 2, **kw)
     killed_run(setup, cfg, 6)
     out = T.run_folder(cfg)
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000004"]
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000004"]
     resumed = T.train(cfg, work=work(setup), progress=False)
     assert resumed["run"].offload is not None and resumed["steps"] == 8
     assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))

@@ -44,7 +44,7 @@ def test_outputs_of_a_run(trained):
     log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 41))
     assert {"loss", "lr", "peak_memory", "time", "skipped"} <= set(log[0])
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000020"]
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000020"]
     assert (out / "samples" / "step_0000020.png").exists() and (out / "samples" / "step_0000040.png").exists()
     meta = lora_metadata(trained["lora"])
     assert meta["zimage_nb.steps"] == "40" and meta["zimage_nb.rank"] == "4" and meta["zimage_nb.trigger_word"] == "zxq"
@@ -104,7 +104,7 @@ def test_kill_and_resume_is_bit_exact(setup):
     cfg = make_cfg(setup, "killed")
     killed_run(setup, cfg, 13)
     out = T.run_folder(cfg)
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"]
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000010"]
     assert len((out / "log.jsonl").read_text().splitlines()) == 13
     resumed = T.train(cfg, work=work(setup), progress=False)
     assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))
@@ -120,7 +120,7 @@ def test_kill_during_save_keeps_previous_checkpoint(setup):
     cfg = make_cfg(setup, "killsave", training__steps=30)
     killed_run(setup, cfg, 20, "save")
     out = T.run_folder(cfg)
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
     assert list((out / "checkpoints").glob(".step_0000020*"))        # the half-written one is there, under its temporary name
     res = T.train(cfg, work=work(setup), progress=False)
     assert res["steps"] == 30 and res["lora"].exists()
@@ -184,7 +184,7 @@ def test_a_full_disk_stops_with_one_message_and_loses_nothing(setup, monkeypatch
     msg, out = str(e.value), T.run_folder(cfg)
     for part in (f"the disk holding {out} is full", "checkpoint step_0000020 could not be written", "save.keep = ", "step_0000010, is intact", "resumes", "Fix:"):
         assert part in msg, part
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000010"] and C.checkpoint_ok(out / "checkpoints" / "step_0000010")
     assert not list((out / "checkpoints").glob(".step_*"))                  # the half-written folder is removed
     monkeypatch.setattr(C, "export_lora", real)                            # space freed: the same call resumes and finishes
     assert T.train(cfg, work=work(setup), progress=False)["steps"] == 30
@@ -195,7 +195,7 @@ def test_free_space_is_checked_before_training(setup, monkeypatch):
     cfg = make_cfg(setup, "nospace", training__steps=20)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
     with pytest.raises(ZImageError, match="a first checkpoint could not be written"): T.train(cfg, work=work(setup), progress=False)
-    assert not C.list_checkpoints(T.run_folder(cfg))
+    assert not C.run_checkpoints(cfg)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 3 * 2**20))
     with pytest.warns(UserWarning, match="may stop with a full disk"): T.train(cfg, work=work(setup), until=1, progress=False)
 
@@ -236,7 +236,7 @@ def test_ema_is_exported_and_resumes_bit_exactly(setup):
     assert lora_metadata(straight["ema_lora"])["zimage_nb.ema_decay"] == "0.9"
     cfg = make_cfg(setup, "ema-killed", **kw)
     killed_run(setup, cfg, 13)
-    assert (C.list_checkpoints(T.run_folder(cfg))[-1] / "ema.safetensors").exists()
+    assert (C.run_checkpoints(cfg)[-1] / "ema.safetensors").exists()
     resumed = load_file(T.train(cfg, work=work(setup), progress=False)["ema_lora"])
     assert all(torch.equal(ema[k], resumed[k]) for k in ema)
     instead = T.train(make_cfg(setup, "ema-instead", save__ema_export="instead", **kw), work=work(setup), progress=False)
@@ -266,8 +266,8 @@ def test_repeated_nans_stop_the_run_without_saving(setup, monkeypatch):
     out = T.run_folder(cfg)
     assert not (out / f"{cfg.job.name}.safetensors").exists()
     # steps 7-11 fail and are skipped (the error comes at 11): the checkpoint of step 10 holds the last good weights
-    assert [p.name for p in C.list_checkpoints(out)] == ["step_0000005", "step_0000010"]
-    for ck in C.list_checkpoints(out): assert all(torch.isfinite(v).all() for v in load_file(ck / "lora.safetensors").values())
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_0000005", "step_0000010"]
+    for ck in C.list_checkpoints(out / "checkpoints"): assert all(torch.isfinite(v).all() for v in load_file(ck / "lora.safetensors").values())
     assert json.loads((out / "checkpoints" / "step_0000010" / "state.json").read_text())["nan_streak"] == 4
 
 def test_two_processes_match_one_with_accumulation(setup):

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from .core import ZImageError, atomic_write_text
-from .config import save_config, recipe
+from .config import save_config, recipe, run_folder, checkpoint_folder
 from .lora import TRAINED, export_lora, trained_state
 
 # %% auto #0
-__all__ = ['data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk', 'save_checkpoint',
-           'list_checkpoints', 'checkpoint_ok', 'lora_header', 'load_checkpoint', 'resume_latest']
+__all__ = ['SLOTS', 'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
+           'save_checkpoint', 'checkpoint_step', 'list_checkpoints', 'run_checkpoints', 'checkpoint_ok', 'lora_header',
+           'load_checkpoint', 'resume_latest', 'mirror_checkpoint']
 
 # %% ../nbs/07e_checkpoints.ipynb
 def _sha_file(p:Path)->str:
@@ -49,7 +50,7 @@ def safe_load(path:Path):
 
 def checkpoint_bytes(run:Run)->int:
     "Disk one checkpoint takes: the last one written, else the LoRA in fp32 plus two fp32 optimizer moments and 1 MiB of the rest."
-    if cks := list_checkpoints(run.out): return sum(f.stat().st_size for f in cks[-1].iterdir())
+    if cks := list_checkpoints(checkpoint_folder(run.cfg)): return sum(f.stat().st_size for f in cks[-1].iterdir())
     return sum(p.numel() for p in run.params) * 12 + 2**20
 
 def disk_need(run:Run)->int:
@@ -63,7 +64,7 @@ def _disk_full(e:BaseException)->bool:
 
 def disk_full_error(run:Run, what:str)->ZImageError:
     "The one message a full disk gets: which folder, what the run needs, that nothing is lost and how to go on."
-    good = [ck for ck in list_checkpoints(run.out) if checkpoint_ok(ck)]
+    good = [ck for ck in run_checkpoints(run.cfg) if checkpoint_ok(ck)]
     kept = f"the last good checkpoint, {good[-1].name}, is intact and running training again resumes from it" if good else "no checkpoint had been written yet, so a re-run starts from step 0"
     return ZImageError(f"the disk holding {run.out} is full: {what} could not be written ({shutil.disk_usage(run.out).free / 2**20:.0f} MiB free; "
                        f"each checkpoint takes about {checkpoint_bytes(run) / 2**20:.0f} MiB and the run keeps save.keep = {run.cfg.save.keep} of them). Nothing is lost: {kept}",
@@ -71,14 +72,15 @@ def disk_full_error(run:Run, what:str)->ZImageError:
 
 def check_disk(run:Run):
     "Before training: refuse if not even one checkpoint fits; warn if what the run will write does not."
-    free, one, need = shutil.disk_usage(run.out).free, checkpoint_bytes(run), disk_need(run)
+    root = checkpoint_folder(run.cfg); root.mkdir(parents=True, exist_ok=True)
+    free, one, need = shutil.disk_usage(root).free, checkpoint_bytes(run), disk_need(run)
     if free < one: raise disk_full_error(run, "a first checkpoint")
-    if free < need: warnings.warn(f"{run.out} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
+    if free < need: warnings.warn(f"{root} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
                                   f"(save.keep = {run.cfg.save.keep} checkpoints of {one / 2**20:.0f} MiB, the LoRA and samples): it may stop with a full disk; lower save.keep or free space")
 
 def save_checkpoint(run:Run)->Path:
-    "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`."
-    root = run.out / "checkpoints"; root.mkdir(parents=True, exist_ok=True)
+    "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`; with `save.local_dir`, copy it into a slot of the run folder."
+    root = checkpoint_folder(run.cfg); root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{run.step:07d}"
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
@@ -101,15 +103,30 @@ def save_checkpoint(run:Run)->Path:
         raise
     finally:
         if tmpdir.exists(): shutil.rmtree(tmpdir, ignore_errors=True)
-    for old in list_checkpoints(run.out)[:-run.cfg.save.keep]: shutil.rmtree(old, ignore_errors=True)
+    for old in [ck for ck in list_checkpoints(root) if ck.name.startswith("step_")][:-run.cfg.save.keep]: shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".step_*"):   # left by a process killed while saving
         if stale.is_dir(): shutil.rmtree(stale, ignore_errors=True)
+    if run.cfg.save.local_dir: mirror_checkpoint(final, run.out / "checkpoints")
     return final
 
-def list_checkpoints(out:Path)->list[Path]:
-    "Complete checkpoint folders, oldest first."
-    root = Path(out) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.exists() else []
+def checkpoint_step(ck:Path)->int:
+    "The step a checkpoint folder holds: from its name (step_<n>), or a slot's state.json (-1 while empty or being written)."
+    if ck.name.startswith("step_"): return int(ck.name.split("_")[1])
+    try: return int(json.loads((ck / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError): return -1
+
+def list_checkpoints(*roots:Path)->list[Path]:
+    "Checkpoint folders (step_<n> and slots) under `roots`, one per step (the first root's wins), oldest first."
+    found = {}
+    for root in map(Path, roots):
+        if root.exists():
+            for ck in sorted(root.glob("step_*")) + [root / s for s in SLOTS]:
+                if ck.is_dir() and (k := checkpoint_step(ck)) >= 0: found.setdefault(k, ck)
+    return [found[k] for k in sorted(found)]
+
+def run_checkpoints(cfg:ZConfig)->list[Path]:
+    "Every checkpoint of a job: the rotating ones, and with `save.local_dir` the slots in the run folder (the only ones in a new session)."
+    return list_checkpoints(checkpoint_folder(cfg), run_folder(cfg) / "checkpoints")
 
 def checkpoint_ok(ck:Path)->bool:
     "Does every file of `ck` match the checksum its state.json recorded?"
@@ -145,7 +162,7 @@ def load_checkpoint(run:Run, ck:Path):
     set_peft_model_state_dict(run.transformer, sd, adapter_name=TRAINED)
     for p in run.params: p.data = p.data.float()
     if run.ema is not None:
-        if not (ck / "ema.safetensors").exists():
+        if "ema.safetensors" not in st["files"]:
             raise ZImageError(f"checkpoint {ck} has no EMA weights (it was written with training.ema_decay = 0)", "resume with training.ema_decay = 0, or use a new job.name to start fresh with EMA")
         saved_ema = load_file(str(ck / "ema.safetensors"))
         run.ema = [saved_ema[str(i)].float() for i in range(len(run.params))]
@@ -159,7 +176,25 @@ def load_checkpoint(run:Run, ck:Path):
 
 def resume_latest(run:Run)->Path|None:
     "Load the newest intact checkpoint, skipping damaged ones; None if there is none."
-    for ck in reversed(list_checkpoints(run.out)):
+    for ck in reversed(run_checkpoints(run.cfg)):
         if checkpoint_ok(ck): load_checkpoint(run, ck); return ck
         warnings.warn(f"checkpoint {ck} is damaged (checksum mismatch or missing file): skipped")
     return None
+
+# %% ../nbs/07e_checkpoints.ipynb
+SLOTS = ("latest-a", "latest-b")   # the two fixed folders of a run folder that hold its newest checkpoint, alternately
+
+def _rewrite(src:Path, dst:Path):
+    "Copy `src` over `dst` in place (same file, truncated to the new length), then fsync."
+    with open(src, "rb") as s, open(dst, "r+b" if dst.exists() else "wb") as d:
+        shutil.copyfileobj(s, d, 16 * 2**20); d.truncate(); d.flush(); os.fsync(d.fileno())
+
+def mirror_checkpoint(ck:Path, # a complete checkpoint folder
+                      dest:Path # the run folder's checkpoints folder
+                     )->Path:
+    "Copy `ck` into the slot of `dest` holding the older step; its state.json is emptied first and written last, so a copy cut off fails its checksum and the other slot is used."
+    slot = min((Path(dest) / s for s in SLOTS), key=checkpoint_step)
+    slot.mkdir(parents=True, exist_ok=True)
+    with open(slot / "state.json", "wb") as f: f.write(b"{}"); os.fsync(f.fileno())
+    for f in sorted(ck.iterdir(), key=lambda f: f.name == "state.json"): _rewrite(f, slot / f.name)
+    return slot

@@ -15,8 +15,8 @@ from .core import ZImageError, atomic_write_text, decode_text
 __all__ = ['COMFY_TURBO', 'SAMPLING', 'PANELS', 'PANEL_TYPES', 'FUN_DISTILL_8', 'BASE', 'PRESETS', 'opt', 'JobConfig',
            'ModelConfig', 'QuantizationConfig', 'TargetConfig', 'SaveConfig', 'TrainingConfig', 'DatasetConfig',
            'diffusers_guidance', 'model_calls', 'SampleConfig', 'AdvancedConfig', 'ZConfig', 'run_folder',
-           'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError', 'config_problems', 'validate_config',
-           'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
+           'checkpoint_folder', 'config_schema', 'set_path', 'preset', 'recipe', 'ConfigError', 'config_problems',
+           'validate_config', 'config_to_dict', 'config_from_dict', 'save_config', 'load_config']
 
 # %% ../nbs/01_config.ipynb
 def opt(default,                 # the default value (lists are copied per instance)
@@ -81,6 +81,8 @@ class SaveConfig:
     every: int = opt(250, "Save a checkpoint every N steps.", lo=1)
     every_minutes: float = opt(10.0, "Also save one when this many minutes have passed since the last (a disconnect then costs at most that); 0 = off.", lo=0)
     keep: int = opt(4, "Keep the last K checkpoints.", lo=1)
+    local_dir: str = opt("", "Write the checkpoints to this folder on the machine's own disk and keep only the newest in the run folder, in two slots rewritten in place "
+                             "(for a run folder on Google Drive, where each deleted or replaced file goes to the Trash, which counts against the 15 GB); '' = all in the run folder.")
     dtype: str = opt("bf16", "Precision of the exported LoRA file.", choices=("bf16", "fp16", "fp32"))
     ema_export: str = opt("second-file", "With training.ema_decay on: write the EMA weights as <name>_ema.safetensors beside the LoRA, or instead of the raw weights.", choices=("second-file", "instead"))
     push_to_hub: bool = opt(False, "Upload the final LoRA and a model card to the Hub.")
@@ -199,6 +201,10 @@ class ZConfig:
 def run_folder(cfg:ZConfig)->Path:
     "Where a job writes: <output_dir>/<name>, `~` expanded (every stage asks here)."
     return Path(cfg.job.output_dir).expanduser() / cfg.job.name
+
+def checkpoint_folder(cfg:ZConfig)->Path:
+    "Where the rotating checkpoints go: <save.local_dir>/<name> if set, else the run folder's `checkpoints`."
+    return Path(cfg.save.local_dir).expanduser() / cfg.job.name if cfg.save.local_dir else run_folder(cfg) / "checkpoints"
 
 # %% ../nbs/01_config.ipynb
 PANEL_TYPES = dict(job=JobConfig, model=ModelConfig, quantization=QuantizationConfig, target=TargetConfig, save=SaveConfig,

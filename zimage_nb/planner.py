@@ -338,8 +338,11 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
     return out
 
 # %% ../nbs/02b_planner.ipynb
-SESSION_LIMITS = {"colab-free": dict(hours=4.0, label="Colab free (about 4 h of GPU a session, varies with demand)"),
-                  "kaggle": dict(hours=12.0, week_hours=30.0, label="Kaggle (12 h a session, 30 h of GPU a week)"),
+SESSION_LIMITS = {"colab-free": dict(hours=4.0, label="Colab free (about 4 h of GPU a session, varies with demand)",
+                                     carry="the next session resumes from the newest checkpoint on Drive"),
+                  "kaggle": dict(hours=12.0, week_hours=30.0, label="Kaggle (12 h a session, 30 h of GPU a week)",   # Persistence: Kaggle's announcement of session persistence
+                                 carry="the next interactive session finds /kaggle/working as this one left it only with Settings > Persistence > Files on "
+                                       "(a notebook cannot read that setting; without it the next session starts from step 0): turn it on now"),
                   "local": dict(hours=None, label="a machine without a session limit")}
 
 def session_platform()->str:
@@ -379,7 +382,7 @@ class TimeBudget:
         if lim["hours"] is None: return head
         if self.fits: return f"{head}: fits one session"
         week = f"; {lim['week_hours']:.0f} h a week allows {int(lim['week_hours'] * 3600 // self.total_s)} such runs" if lim.get("week_hours") and self.total_s <= lim["week_hours"] * 3600 else ""
-        return f"{head}: needs {self.sessions} sessions (it resumes from the last checkpoint each time){week}. To fit one: " + "; or ".join(self.suggestions)
+        return f"{head}: needs {self.sessions} sessions ({lim['carry']}){week}. To fit one: " + "; or ".join(self.suggestions)
 
 def time_budget(cfg:ZConfig, est, # the config and its `estimate_training`
                 platform:str=None,  # a SESSION_LIMITS key (default: `session_platform()`)

@@ -11,9 +11,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_path, atomic_write_text, release_freed_memory
-from .config import SAMPLING, diffusers_guidance, run_folder
+from .config import SAMPLING, diffusers_guidance, run_folder, checkpoint_folder, load_config
 from .lora import TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_frozen_lora, lora_file, use_adapters, active_adapters, adapter_names
-from .checkpoints import list_checkpoints
+from .checkpoints import list_checkpoints, checkpoint_step
 
 # %% auto #0
 __all__ = ['sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns', 'weight_sweep',
@@ -319,11 +319,13 @@ def _logged(run_folder:Path)->tuple[dict, list]:
     return val, steps
 
 def checkpoint_loras(run_folder:str|Path)->dict:
-    "{label: LoRA file} for every checkpoint of a run folder, then the final LoRA, in step order."
+    "{label: LoRA file} for every checkpoint of a run folder (and of the save.local_dir its newest checkpoint names), then the final LoRA, in step order."
     run_folder = Path(run_folder)
+    mine = list_checkpoints(run_folder / "checkpoints")
+    local = checkpoint_folder(load_config(c)) if mine and (c := mine[-1] / "config.yaml").exists() else run_folder / "checkpoints"
     val, steps = _logged(run_folder)
     tag = lambda step: f" · val {val[step]:.4f}" if step in val else ""     # the validation loss at that step (training.eval_every)
-    out = {f"step {(k := int(ck.name.split('_')[1]))}{tag(k)}": ck / "lora.safetensors" for ck in list_checkpoints(run_folder)}
+    out = {f"step {(k := checkpoint_step(ck))}{tag(k)}": ck / "lora.safetensors" for ck in list_checkpoints(local, run_folder / "checkpoints")}
     final = run_folder / f"{run_folder.name}.safetensors"
     if final.exists(): out[f"final{tag(steps[-1]) if steps else ''}"] = final
     if not out: raise ZImageError(f"no checkpoints or LoRA in {run_folder}", "train first, or point to <output_dir>/<job name>")
@@ -335,7 +337,7 @@ def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], see
     "Prompts × (no LoRA, each checkpoint, final LoRA)."
     cols = [dict(adapters=dict(others or {}), label="no LoRA")]
     for label, f in checkpoint_loras(run_folder).items():
-        name = "ck_" + (f.parent.name if f.name == "lora.safetensors" else "final")
+        name = f"ck_{checkpoint_step(f.parent)}" if f.name == "lora.safetensors" else "ck_final"
         if name not in adapter_names(sampler.tr): sampler.add_lora(f, name)
         cols.append(dict(adapters={**(others or {}), name: 1.0}, label=label))
     return render_grid(sampler, prompt_rows(prompts, seed), cols, base, f"checkpoints of {Path(run_folder).name}", path, progress)
