@@ -42,7 +42,7 @@ browser-test:
 # same pack script, a throwaway environment with only what the GPU machine has, the tree as the device tool sends it, every
 # row at tiny scale, then checked. About 2 minutes; needs PyPI. .ci/run runs it after `make test`.
 gpu-rehearsal:
-	bash bench/gpu_rehearsal.sh
+	bash .ci/gpu_rehearsal.sh
 
 # The panels with the ipywidgets Colab imports at start (7.7.1; the rest of the tests run with 8): a virtual environment on
 # top of this one (its packages through a .pth file, so it works from inside CI's own environment) that only swaps ipywidgets. About 30 s; needs PyPI. .ci/run runs it after `make test`.

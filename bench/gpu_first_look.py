@@ -12,7 +12,7 @@ fits the budget is recorded as skipped, so a run always ends on time with what i
   2. the same with training offload (2 resident blocks, prefetch): VRAM, s/step, the LoRA after 3 steps against the
      one trained without offload from the same seed, and one more step watched by OffloadCheck (no host reads);
   3. the T4 compute path at 512²: 10 steps of what a card without bf16 gets for Turbo and for base / De-Turbo
-     (`zimage_nb.planner.no_bf16_compute`), every loss finite, s/step beside the bf16 row;
+     (`zimage_nb.arch.no_bf16_compute`), every loss finite, s/step beside the bf16 row;
   4. a T4 emulated (set_per_process_memory_fraction, 15 GiB): the default preset after suggest_settings(T4) trains 5
      steps at its largest suggested resolution;
   5. inference at 1024²: Turbo 8 steps against 30 steps with CFG 2 (latency, peak VRAM);
@@ -25,7 +25,6 @@ import argparse, json, math, sys, time, traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 import gpu_suite as GS
 
 # (name, seconds it is expected to take on an H100/H200 at real size: a row is skipped when less than this is left)
@@ -57,7 +56,7 @@ def finite(row:dict)->bool: return all(isinstance(x, (int, float)) and math.isfi
 
 def measure(s, budget:float, only=None):
     "Run the plan's rows in order within `budget` seconds; returns the names measured."
-    from zimage_nb.planner import no_bf16_compute
+    from zimage_nb.arch import no_bf16_compute
     t_end, done, kept = time.time() + budget, [], {}
     scale = 0.05 if s.smoke else 1.0                   # smoke rows take seconds: every row runs
     lo, hi = s.res[0], s.res[-1]

@@ -33,7 +33,6 @@ import argparse, datetime, gc, json, platform, statistics, subprocess, sys, temp
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 GIB, MIB = 2**30, 2**20
 PARTS = ("h2d", "load", "train-nf4", "train-bf16", "cards", "offload", "infer", "cache", "peer")
 GROUPS = {"a": ("h2d", "load"), "b": ("train-nf4", "cards"), "c": ("train-bf16", "offload"), "d": ("infer", "cache"), "e": ("peer",)}
@@ -211,10 +210,11 @@ def part_offload(s):
 def _offload_equal(s):
     "The tiny model trained 4 steps on this device with and without offload: the LoRAs, and no host reads."
     import zimage_nb.train as T
+    from zimage_nb.tiny import write_demo_dataset
     from zimage_nb.config import preset
     from zimage_nb.lora import trained_state
     from zimage_nb.offload import OffloadCheck
-    d = s.tmp / "offload-equal"; data = T.write_demo_dataset(d / "photos", n=4)
+    d = s.tmp / "offload-equal"; data = write_demo_dataset(d / "photos", n=4)
     compute = "bf16" if s.cuda else "fp32"
     cfg = lambda name, **kw: preset("tiny", job__output_dir=str(d / "runs"), job__name=name, datasets__0__path=str(data), quantization__compute=compute,
                                     training__steps=100, sample__every=0, **kw)

@@ -46,7 +46,8 @@ def measure(folder: Path, path: Path, mode: str, quant: str) -> dict:
     "Run in a fresh process: load `path` in `mode`, return the peak RSS above the pre-load level."
     import torch
     from zimage_nb.core import peak_rss
-    from zimage_nb.models import load_transformer, weight_report, quantize_linears, place_tensor, transformer_key_targets, TRANSFORMER_BLOCKS
+    from zimage_nb.models import load_transformer, weight_report, quantize_linears, place_tensor, transformer_key_targets
+    from zimage_nb.arch import BLOCK_LISTS
     t0 = time.time()
     with peak_rss() as m:
         if mode == "stream":
@@ -57,7 +58,7 @@ def measure(folder: Path, path: Path, mode: str, quant: str) -> dict:
             from diffusers import ZImageTransformer2DModel
             from zimage_nb.core import release_freed_memory
             with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**json.loads((folder / "transformer" / "config.json").read_text()))
-            quantize_linears(model, quant, torch.bfloat16, TRANSFORMER_BLOCKS)
+            quantize_linears(model, quant, torch.bfloat16, BLOCK_LISTS)
             known = set(model.state_dict().keys())
             with safe_open(str(path), "pt") as f:
                 for k in f.keys():
@@ -70,7 +71,7 @@ def measure(folder: Path, path: Path, mode: str, quant: str) -> dict:
             from diffusers import ZImageTransformer2DModel
             sd = load_file(str(path))
             with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**json.loads((folder / "transformer" / "config.json").read_text()))
-            quantize_linears(model, quant, torch.bfloat16, TRANSFORMER_BLOCKS)
+            quantize_linears(model, quant, torch.bfloat16, BLOCK_LISTS)
             for k, v in sd.items():
                 ts = transformer_key_targets(k)
                 for name, part in zip(ts, v.chunk(len(ts)) if len(ts) > 1 else [v]): place_tensor(model, name, part, "cpu", torch.bfloat16)

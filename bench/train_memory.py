@@ -24,7 +24,8 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import ZImageTransformer2DModel
 from zimage_nb.config import preset
-from zimage_nb.models import quantize_linears, place_tensor, TRANSFORMER_BLOCKS
+from zimage_nb.models import quantize_linears, place_tensor
+from zimage_nb.arch import BLOCK_LISTS
 from zimage_nb.planner import estimate_training, measured_parts, TensorPeak, GUESS
 from zimage_nb.tiny import TINY_TRANSFORMER
 import zimage_nb.train as T
@@ -34,7 +35,7 @@ GIB = 2**30
 def random_transformer(config, quant, dtype, device, seed=0):
     "The transformer on `device` with random weights, quantized while placed (never a full-precision copy)."
     with init_empty_weights(include_buffers=False): m = ZImageTransformer2DModel(**config)
-    quantize_linears(m, quant, dtype, TRANSFORMER_BLOCKS)
+    quantize_linears(m, quant, dtype, BLOCK_LISTS)
     g = torch.Generator(device).manual_seed(seed)      # made on the device: a real-size model is built in seconds on a GPU
     for name, p in list(m.named_parameters()):
         v = torch.randn(p.shape, generator=g, dtype=torch.float32, device=device) * 0.02 if p.dim() > 1 else torch.ones(p.shape, device=device)

@@ -15,6 +15,7 @@ from peft import LoraConfig
 from zimage_nb.config import preset
 from zimage_nb.models import load_transformer
 import zimage_nb.train as T
+from zimage_nb.tiny import write_demo_dataset
 
 def hand_written(run):
     "The minimal loop: what someone writes from the diffusers and peft docs."
@@ -38,7 +39,7 @@ def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--steps", type=int, default=40); ap.add_argument("--warmup", type=int, default=5)
     a = ap.parse_args()
     d = Path(tempfile.mkdtemp())
-    data = T.write_demo_dataset(d / "photos", n=2)
+    data = write_demo_dataset(d / "photos", n=2)
     cfg = preset("tiny", job__output_dir=str(d / "runs"), job__name="bench", datasets__0__path=str(data), datasets__0__resolutions=[64],
                  training__steps=10**6, model__training_adapter="", training__caption_dropout=0.0)
     run = T.setup_run(cfg, d / "work", "cpu", progress=False)

@@ -61,7 +61,7 @@ def test_cached_latents_decode_back_to_the_image(tmp_path):
     "The tiny VAE is trained (zimage_nb/assets): a cached latent decodes to its image within a stated tolerance."
     import torch
     from zimage_nb.cache import decode_latents, image_tensor
-    from zimage_nb.train import write_demo_dataset
+    from zimage_nb.tiny import write_demo_dataset
     src = write_demo_dataset(tmp_path / "photos", n=4)
     rep = prepare_dataset(src, tmp_path / "w", resolutions=(64,))
     store, vae = CacheStore(tmp_path / "store"), tiny_pipeline().vae

@@ -98,7 +98,7 @@ def test_training_captions_images_first_when_asked(tmp_path, monkeypatch):
     import zimage_nb.train as T, zimage_nb.caption as C
     monkeypatch.setattr(C, "degenerate", lambda text: "")     # the tiny random-weight captioner's output can be degenerate ('+6222...'), depending on versions: tested above
     from zimage_nb.config import preset
-    photos = T.write_demo_dataset(tmp_path / "photos", n=3)
+    photos = write_demo_dataset(tmp_path / "photos", n=3)
     for f in photos.glob("*.txt"): f.unlink()
     cfg = preset("tiny", job__output_dir=str(tmp_path / "runs"), job__trigger_word="zxq", datasets__0__path=str(photos),
                  datasets__0__auto_caption="not-subject", advanced__caption_model="tiny", training__steps=2, sample__every=0, save__every=10)

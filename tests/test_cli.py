@@ -49,7 +49,7 @@ def test_demo_out_flag(tmp_path):
     assert run("demo", "--out", str(tmp_path / "x"), "--steps", "2").returncode == 0 and (tmp_path / "x" / "sample_nf4.png").exists()
 
 def test_train_command_stops_resumes_and_names_bad_input(tmp_path):
-    from zimage_nb.train import write_demo_dataset
+    from zimage_nb.tiny import write_demo_dataset
     f = tmp_path / "run.yaml"
     assert run("init", str(f), "--preset", "tiny").returncode == 0
     f.write_text(f.read_text().replace("path: ''", f"path: {tmp_path / 'nowhere'}").replace("output_dir: output", f"output_dir: {tmp_path / 'out'}"))
@@ -94,7 +94,7 @@ def test_estimate_and_prepare_commands(tmp_path):
     assert "needs " in r.stdout and "sessions" in r.stdout and "To fit one: training.steps = " in r.stdout
     r = run("estimate", str(f), "--gpu", "H900")
     assert r.returncode == 2 and "--gpu H900 is not a known GPU" in r.stderr
-    from zimage_nb.train import write_demo_dataset
+    from zimage_nb.tiny import write_demo_dataset
     f2 = tmp_path / "tiny.yaml"
     assert run("init", str(f2), "--preset", "tiny").returncode == 0
     f2.write_text(f2.read_text().replace("path: ''", f"path: {write_demo_dataset(tmp_path / 'photos', n=3)}").replace("output_dir: output", f"output_dir: {tmp_path / 'out'}"))
@@ -132,7 +132,7 @@ def test_validate_and_train_check_the_dataset_path_before_any_download(tmp_path)
     assert r.returncode == 2 and "is not a text file" in r.stderr and only_our_error(r.stderr)
 
 def test_caption_command(tmp_path):
-    from zimage_nb.train import write_demo_dataset
+    from zimage_nb.tiny import write_demo_dataset
     photos = write_demo_dataset(tmp_path / "photos", n=3); (photos / "img_01.txt").unlink()
     f = tmp_path / "run.yaml"
     assert run("init", str(f), "--preset", "tiny", "--set", f"datasets.0.path={photos}", "--set", f"job.output_dir={tmp_path / 'out'}").returncode == 0
@@ -144,7 +144,7 @@ def test_caption_command(tmp_path):
 
 def test_prepare_expands_a_home_output_dir(tmp_path):
     "job.output_dir: ~/runs is the home folder's runs for every command (prepare used to write ./~/runs, which train never read)."
-    from zimage_nb.train import write_demo_dataset
+    from zimage_nb.tiny import write_demo_dataset
     home, cwd = tmp_path / "home", tmp_path / "cwd"; home.mkdir(); cwd.mkdir()
     f = tmp_path / "run.yaml"
     assert run("init", str(f), "--preset", "tiny", "--set", "job.output_dir=~/runs", "--set", f"datasets.0.path={write_demo_dataset(tmp_path / 'p', n=2)}").returncode == 0

@@ -10,6 +10,7 @@ way this package removes a file) are counted through Python's audit hooks while 
 import os, sys
 import pytest
 import zimage_nb.train as T
+from zimage_nb.tiny import write_demo_dataset
 import zimage_nb.checkpoints as C
 from zimage_nb.config import preset
 from zimage_nb.planner import transformer_shape, optimizer_bytes
@@ -44,7 +45,7 @@ def session(tmp_path, tiny_data, local:bool)->tuple:
     return trash, C.checkpoint_bytes(res["run"]), res["run"]
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory): return T.write_demo_dataset(tmp_path_factory.mktemp("photos") / "photos")
+def tiny_data(tmp_path_factory): return write_demo_dataset(tmp_path_factory.mktemp("photos") / "photos")
 
 def test_checkpoints_on_the_machine_leave_drive_no_trash(tmp_path, tiny_data):
     old, ck, _ = session(tmp_path, tiny_data, local=False)

@@ -1,16 +1,15 @@
-"""CUDA paths rehearsed on the CPU build (tools/fake_cuda.py): the real-size models on fake CUDA tensors (no data, no memory),
+"""CUDA paths rehearsed on the CPU build (tests/fake_cuda.py): the real-size models on fake CUDA tensors (no data, no memory),
 and training on tracked CUDA (real numbers at tiny size, every would-be GPU tensor tracked, any mix with a host tensor refused).
 Every other test runs on device "cpu", where a tensor left on the host cannot fail; these run on "cuda"."""
-import importlib.util, sys
+import importlib.util
 from pathlib import Path
 import pytest, torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("fake_cuda", ROOT / "tools" / "fake_cuda.py")
-FC = importlib.util.module_from_spec(spec); sys.modules["fake_cuda"] = FC; spec.loader.exec_module(FC)
+import fake_cuda as FC
 
 import zimage_nb.train as T
+from zimage_nb.tiny import write_demo_dataset
 from zimage_nb.config import preset
 from zimage_nb.tiny import tiny_pipeline, write_tiny_lora
 
@@ -107,7 +106,7 @@ def test_caching_on_fake_cuda(tmp_path, tiny_folder):
     "The text encoder and the VAE on the device, what they make written to the cache (zeros: fake tensors carry no data)."
     from zimage_nb.cache import build_caches
     from zimage_nb.data import prepare_dataset
-    rep = prepare_dataset(T.write_demo_dataset(tmp_path / "photos", n=2), tmp_path / "prep", resolutions=(64,))
+    rep = prepare_dataset(write_demo_dataset(tmp_path / "photos", n=2), tmp_path / "prep", resolutions=(64,))
     with FC.FakeCuda() as fc:
         res = build_caches([rep], tiny_folder, tmp_path / "w", max_sequence_length=64, progress=False, device="cuda",
                            text_encoder_quant="bf16", dtype=torch.bfloat16)
@@ -119,7 +118,7 @@ def test_caching_on_fake_cuda(tmp_path, tiny_folder):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("fakecuda")
-    data = T.write_demo_dataset(d / "photos", n=6)
+    data = write_demo_dataset(d / "photos", n=6)
     for p in data.glob("*.png"):                      # a mask per image: the centre square
         m = Image.new("L", Image.open(p).size, 0); m.paste(255, (16, 16, m.size[0] - 16, m.size[1] - 16)); m.save(p.with_name(p.stem + ".mask.png"))
     adapter = write_tiny_lora(tiny_pipeline().transformer, d / "adapter.safetensors", "ostris", rank=4, seed=3, scale=0.1)
@@ -176,7 +175,7 @@ def test_tracked_offload_catches_a_missing_wait(setup, monkeypatch):
 def test_captioning_on_tracked_cuda(tmp_path):
     "The GPU branch of the captioner (bitsandbytes NF4 config, device_map on the GPU, memory counters) with the tiny Qwen3-VL."
     import zimage_nb.caption as C
-    photos = T.write_demo_dataset(tmp_path / "p", n=2)
+    photos = write_demo_dataset(tmp_path / "p", n=2)
     for f in photos.glob("*.txt"): f.unlink()
     with FC.DeviceTracker("T4") as dt:
         rep = C.caption_images(photos, batch_size=2, model="tiny", device="cuda", dtype=torch.float32, progress=False)

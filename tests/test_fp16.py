@@ -3,6 +3,7 @@ broken fp16 run with one message, and the compute each model family gets. All on
 import pytest, torch
 from PIL import Image
 import zimage_nb.train as T
+from zimage_nb.tiny import write_demo_dataset
 import zimage_nb.checkpoints as C
 from zimage_nb.config import preset
 from zimage_nb.core import ZImageError
@@ -59,7 +60,7 @@ def test_the_fp16_safe_step_gets_the_fp32_gradient():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("fp16")
-    return d, T.write_demo_dataset(d / "photos", n=4)
+    return d, write_demo_dataset(d / "photos", n=4)
 
 def cfg16(data, name, **kw):
     d, photos = data

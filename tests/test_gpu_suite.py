@@ -8,10 +8,8 @@ GIB = 2**30
 
 @pytest.fixture(scope="module")
 def suite():
-    sys.path.insert(0, str(ROOT / "bench"))
-    import gpu_suite
-    yield gpu_suite
-    sys.path.remove(str(ROOT / "bench"))
+    import gpu_suite   # bench/ is on the tests' path (pyproject.toml: pytest's pythonpath)
+    return gpu_suite
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
@@ -85,10 +83,8 @@ def test_goals_report_calibration_and_results_md(tmp_path, suite):
 
 @pytest.fixture(scope="module")
 def first_look():
-    sys.path.insert(0, str(ROOT / "bench"))
     import gpu_first_look
-    yield gpu_first_look
-    sys.path.remove(str(ROOT / "bench"))
+    return gpu_first_look
 
 def test_first_look_skips_what_the_budget_cannot_hold(tmp_path, suite, first_look):
     s = suite.Suite(tmp_path, smoke=True, steps=5)

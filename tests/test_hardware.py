@@ -46,13 +46,12 @@ def test_a_card_this_torch_cannot_run_is_refused_before_any_download(monkeypatch
     """Kaggle's P100 with Kaggle's cu128 torch (sm_70 to sm_120: Kaggle/kaggle-cli issue 1151, Kaggle/docker-python issue 1546):
     is_available() says True and the first kernel fails. On a P100 stand-in, train stops first, naming the accelerator to choose;
     the model named here does not exist, so a download attempt would fail differently."""
-    import importlib.util, sys, torch
-    from pathlib import Path
+    import torch
     from zimage_nb.config import preset
     from zimage_nb.core import ZImageError
-    from zimage_nb.train import train, write_demo_dataset
-    spec = importlib.util.spec_from_file_location("fake_cuda", Path(__file__).resolve().parents[1] / "tools" / "fake_cuda.py")
-    FC = importlib.util.module_from_spec(spec); sys.modules.setdefault("fake_cuda", FC); spec.loader.exec_module(FC)
+    from zimage_nb.train import train
+    from zimage_nb.tiny import write_demo_dataset
+    import fake_cuda as FC
     monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"])
     cfg = preset(job__output_dir=str(tmp_path), model__name_or_path="Some-Org/Not-Downloaded", datasets__0__path=str(write_demo_dataset(tmp_path / "p", n=2)))
     with FC.DeviceTracker("P100"):

@@ -3,7 +3,8 @@ import pytest
 from zimage_nb.config import preset
 from zimage_nb.core import ZImageError
 from zimage_nb.hub import push_to_hub, token_source
-from zimage_nb.train import train, write_demo_dataset
+from zimage_nb.train import train
+from zimage_nb.tiny import write_demo_dataset
 
 @pytest.fixture(scope="module")
 def done_run(tmp_path_factory):

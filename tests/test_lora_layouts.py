@@ -6,10 +6,11 @@ from safetensors.torch import save_file
 from zimage_nb.lora import read_lora, add_frozen_lora, use_adapters, normalize_lora_keys
 from zimage_nb.models import tiny_forward
 from zimage_nb.tiny import tiny_pipeline, LORA_TARGETS
+from zimage_nb.arch import BLOCK_LISTS
 
 RANK = 4
 
-def modules(tr, blocks=("layers", "noise_refiner", "context_refiner"), targets=LORA_TARGETS):
+def modules(tr, blocks=BLOCK_LISTS, targets=LORA_TARGETS):
     return {n: m for n, m in tr.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[0] in blocks and n.split(".", 2)[-1] in targets}
 
 def weights(tr, **kw):

@@ -1,5 +1,5 @@
 "The planner's tensor counter and its calibration against the engine (tiny model, live) and the committed real-size rows."
-import json, sys
+import json
 from pathlib import Path
 import pytest, torch
 from zimage_nb.config import preset
@@ -22,10 +22,8 @@ def test_tensor_peak_follows_an_autograd_graph():
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    import train_memory
-    yield train_memory
-    sys.path.remove(str(ROOT / "bench"))
+    import train_memory   # bench/ is on the tests' path (pyproject.toml: pytest's pythonpath)
+    return train_memory
 
 def test_engine_step_counted_live_on_the_tiny_model(bench):
     on = bench.run_one("tiny", None, "nf4", 128, True, 0, 1, "cpu")
@@ -58,7 +56,7 @@ def test_estimate_says_what_is_not_measured():
     assert not big.fits and "turn on training.gradient_checkpointing" in big.advice
 
 def test_the_text_encoder_caching_step_is_planned():
-    "Found by tools/fake_cuda.py: on a T4 the encoders run in fp32, so an unquantized Qwen3-4B needs 15.5 GiB of tensors to cache prompts; the planner says so."
+    "Found by tests/fake_cuda.py: on a T4 the encoders run in fp32, so an unquantized Qwen3-4B needs 15.5 GiB of tensors to cache prompts; the planner says so."
     bad = estimate_training(preset(quantization__text_encoder="bf16"), "T4")
     assert not bad.fits and any("quantization.text_encoder to nf4" in a and "15.5 GiB" in a for a in bad.advice)
     ok = estimate_training(preset(quantization__text_encoder="nf4"), "T4")
@@ -75,3 +73,8 @@ def test_planner_within_2_percent_of_the_fp16_safe_rows():
                      target__rank=16, model__training_adapter="")
         e = estimate_training(cfg, "T4", transformer_config=dict(n_layers=r["layers"]))
         assert abs((e.vram - e.parts["CUDA overhead"]) / (r["persistent"] + r["step_peak"]) - 1) < 0.02, r
+
+def test_a_callers_change_to_the_shape_stays_its_own():
+    from zimage_nb.planner import transformer_shape
+    s = transformer_shape(); s["targets"]["default"].clear(); s["total"] = 0
+    assert transformer_shape()["total"] > 6e9 and transformer_shape()["targets"]["default"]

@@ -58,7 +58,8 @@ def test_toggles_change_and_restore_exactly(sampler, name):
 
 def test_checkpoint_grid_of_a_run(tmp_path):
     from zimage_nb.config import preset
-    from zimage_nb.train import train, write_demo_dataset
+    from zimage_nb.train import train
+    from zimage_nb.tiny import write_demo_dataset
     cfg = preset("tiny", job__output_dir=str(tmp_path / "runs"), job__name="ck", job__trigger_word="zxq",
                  datasets__0__path=str(write_demo_dataset(tmp_path / "photos", n=4)), training__steps=15, save__every=5, sample__every=0)
     res = train(cfg, progress=False)

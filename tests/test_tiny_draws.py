@@ -12,7 +12,8 @@ from zimage_nb.lora import TRAINED
 from zimage_nb.models import load_pipeline
 from zimage_nb.sample import Sampler
 from zimage_nb.tiny import SCENE_COLOURS, subject_share
-from zimage_nb.train import train, write_demo_dataset
+from zimage_nb.train import train
+from zimage_nb.tiny import write_demo_dataset
 
 SUBJECT_PROMPT, CLASS_PROMPT, SEEDS = "zxq disc on a blue background", "a disc on a blue background", (1, 2, 3, 4)
 KW = dict(width=64, height=64, setting="turbo")

@@ -41,8 +41,8 @@ def test_the_adapter_undoes_the_distillation_and_the_patch_restores_it(family):
     assert dist(patched, plain) < dist(with_adapter, plain)
 
 def test_the_recipe_comparison_runs(tmp_path):
-    "tools/compare_turbo_recipes.py --smoke: every recipe trains, loads in diffusers and is scored (the numbers mean nothing at 2 steps)."
-    tool = Path(__file__).parents[1] / "tools" / "compare_turbo_recipes.py"
+    "bench/compare_turbo_recipes.py --smoke: every recipe trains, loads in diffusers and is scored (the numbers mean nothing at 2 steps)."
+    tool = Path(__file__).parents[1] / "bench" / "compare_turbo_recipes.py"
     r = subprocess.run([sys.executable, str(tool), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads((tmp_path / "recipes.json").read_text())

@@ -3,6 +3,7 @@ import json, os, signal, subprocess, sys
 import numpy as np, pytest, torch
 from safetensors.torch import load_file
 import zimage_nb.train as T
+from zimage_nb.tiny import write_demo_dataset
 import zimage_nb.checkpoints as C
 from zimage_nb.config import preset, save_config
 from zimage_nb.core import ZImageError
@@ -12,7 +13,7 @@ from zimage_nb.tiny import tiny_pipeline, tiny_image, write_tiny_lora
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny):
     d = tmp_path_factory.mktemp("train")
-    data = T.write_demo_dataset(d / "photos")
+    data = write_demo_dataset(d / "photos")
     adapter = write_tiny_lora(tiny.transformer, d / "adapter.safetensors", "ostris", rank=4, seed=3, scale=0.1)
     return d, data, adapter
 
@@ -351,7 +352,7 @@ def test_adapter_names_resolve_to_the_hub_with_clear_errors(monkeypatch, tmp_pat
         lora_file("DiffSynth-Studio/Z-Image-Turbo-DistillPatch", "model.distill_patch")
 
 def test_repeats_and_a_second_dataset(setup, tmp_path):
-    reg = T.write_demo_dataset(tmp_path / "reg", n=3, seed=7)
+    reg = write_demo_dataset(tmp_path / "reg", n=3, seed=7)
     cfg = make_cfg(setup, "repeats", datasets__0__repeats=3)
     from zimage_nb.config import DatasetConfig
     cfg.datasets.append(DatasetConfig(path=str(reg), resolutions=[64], is_regularization=True, default_caption="a disc"))
@@ -467,3 +468,10 @@ def test_a_new_session_samples_the_lora_from_its_files(trained):
     again = np.asarray(fresh.image(prompt, seed=3, steps=4, width=64, height=64), dtype=float)
     assert fresh.encoder_loads == 0 and prompt in fresh.embeds
     assert np.abs(mine - again).mean() < 2.0, np.abs(mine - again).mean()       # the LoRA file is bf16: close, not bit-identical
+
+def test_a_step_leaves_the_callers_random_state_as_it_was(setup):
+    "train_step draws from its own seeded fork of the global RNG (LoRA dropout): a notebook's own torch.rand is not reseeded by training."
+    run = T.setup_run(make_cfg(setup, "rng", target__dropout=0.1), work=work(setup), progress=False)
+    torch.manual_seed(123); expected = torch.rand(3)
+    torch.manual_seed(123); T.train_step(run); T.train_step(run)
+    assert torch.equal(torch.rand(3), expected)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 from tqdm.auto import tqdm
-from .core import ZImageError, atomic_write_text, clean_text, release_freed_memory
+from .core import ZImageError, atomic_folder, atomic_write_text, clean_text, release_freed_memory
 from .data import IMAGE_EXTS, Skip, clean_image, is_junk, read_caption
 
 # %% auto #0
@@ -147,7 +147,6 @@ VL_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
 
 def tiny_captioner_folder(folder:str|Path=None, seed:int=0)->Path:
     "A random-weight Qwen3-VL captioner folder, built offline once (default: ~/.cache/zimage_nb/)."
-    import shutil, tempfile
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen3VLConfig, Qwen3VLForConditionalGeneration
     import transformers
@@ -171,15 +170,12 @@ def tiny_captioner_folder(folder:str|Path=None, seed:int=0)->Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed); model = Qwen3VLForConditionalGeneration(cfg)
     model.generation_config.eos_token_id, model.generation_config.pad_token_id = ids["<|im_end|>"], ids["<|endoftext|>"]
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    model.save_pretrained(tmp); tok.save_pretrained(tmp); (tmp / "chat_template.jinja").write_text(VL_CHAT_TEMPLATE)
-    pil = getattr(transformers, "Qwen2VLImageProcessorPil", None) or transformers.Qwen2VLImageProcessor   # the Pillow one (transformers 5.x names it ...Pil)
-    with _quiet_transformers(): pil(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=128 * 128).save_pretrained(tmp)
-    pp = json.loads((tmp / "preprocessor_config.json").read_text()); pp["image_processor_type"] = "Qwen2VLImageProcessor"   # as the Hub's folders name it
-    (tmp / "preprocessor_config.json").write_text(json.dumps(pp, indent=1))
-    try: tmp.rename(folder)
-    except OSError: shutil.rmtree(tmp)          # another process finished first
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp); tok.save_pretrained(tmp); (tmp / "chat_template.jinja").write_text(VL_CHAT_TEMPLATE)
+        pil = getattr(transformers, "Qwen2VLImageProcessorPil", None) or transformers.Qwen2VLImageProcessor   # the Pillow one (transformers 5.x names it ...Pil)
+        with _quiet_transformers(): pil(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=128 * 128).save_pretrained(tmp)
+        pp = json.loads((tmp / "preprocessor_config.json").read_text()); pp["image_processor_type"] = "Qwen2VLImageProcessor"   # as the Hub's folders name it
+        (tmp / "preprocessor_config.json").write_text(json.dumps(pp, indent=1))
     return folder
 
 # %% ../nbs/05b_caption.ipynb

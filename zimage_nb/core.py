@@ -4,15 +4,15 @@
 
 # %% ../nbs/00_core.ipynb
 from __future__ import annotations
-import codecs, ctypes, ctypes.util, logging, os, sys, tempfile, contextlib, threading, time, unicodedata
+import codecs, ctypes, ctypes.util, logging, os, shutil, sys, tempfile, contextlib, threading, time, unicodedata
 import psutil
 # bitsandbytes says at import, on every CPU-only machine, that an optional CPU kernel package is missing: not news to a user
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ZImageError', 'atomic_path', 'atomic_write_text', 'human_bytes', 'decode_text', 'clean_text', 'read_text', 'peak_rss',
-           'release_freed_memory', 'FolderLock']
+__all__ = ['ZImageError', 'atomic_path', 'atomic_folder', 'atomic_write_text', 'human_bytes', 'decode_text', 'clean_text',
+           'read_text', 'peak_rss', 'release_freed_memory', 'FolderLock']
 
 # %% ../nbs/00_core.ipynb
 class ZImageError(ValueError):
@@ -39,6 +39,18 @@ def atomic_path(path:str|Path): # the file to (re)write
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
+
+@contextlib.contextmanager
+def atomic_folder(dest:str|Path): # the folder to create
+    "Yield a temporary folder beside `dest`; on success it becomes `dest` in one rename (if another process made `dest` first, that one is kept), on an error it is removed."
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp
+        try: tmp.rename(dest)
+        except OSError: pass       # another process finished first
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb
 def atomic_write_text(path:str|Path, # the file to (re)write

@@ -4,8 +4,8 @@
 
 # %% ../nbs/05_data.ipynb
 from __future__ import annotations
-from .core import ZImageError, atomic_path, read_text, human_bytes
-import contextlib, hashlib, io, json, math, random, re, shutil, tempfile, warnings, zipfile, zlib
+from .core import ZImageError, atomic_path, atomic_folder, read_text, human_bytes
+import contextlib, hashlib, io, json, math, random, re, shutil, warnings, zipfile, zlib
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -35,12 +35,6 @@ def is_junk(rel:str)->bool:
     parts = Path(rel).parts
     return any(p in ("__MACOSX", ".ipynb_checkpoints") or p.startswith("._") for p in parts) or (parts and parts[-1] in (".DS_Store", "Thumbs.db", "desktop.ini"))
 
-def _into_place(tmp:Path, dest:Path)->Path:
-    "Rename a finished temporary folder to `dest` (kept if another run got there first)."
-    try: tmp.rename(dest)
-    except OSError: shutil.rmtree(tmp)
-    return dest
-
 def _file_sha1(path:Path)->str:
     h = hashlib.sha1()
     with open(path, "rb") as f:
@@ -68,28 +62,28 @@ def unpack_zip(data:bytes|str|Path, # zip file path or its bytes
     Path(dest_root).mkdir(parents=True, exist_ok=True)
     try: zf = zipfile.ZipFile(path if path else io.BytesIO(bytes(data)))
     except zipfile.BadZipFile: raise ZImageError(f"{name} is not a valid zip file", "re-create the zip, or upload the images themselves") from None
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest_root))
-    skipped, notes = [], {}
-    with zf:
-        for info in zf.infolist():
-            rel = Path(info.filename)
-            if info.is_dir(): continue
-            if rel.is_absolute() or ".." in rel.parts or info.filename.startswith(("/", "\\")):
-                skipped.append((info.filename, "unsafe path in the archive (it would land outside the folder): not unpacked")); continue
-            if is_junk(info.filename): skipped.append((info.filename, "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
-            caption = rel.suffix.lower() == ".txt"
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src: n = _copy_capped(src, tmp / rel, CAPTION_LIMIT if caption else ENTRY_LIMIT, ENTRY_LIMIT)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
-                (tmp / rel).unlink(missing_ok=True); skipped.append((info.filename, f"corrupt archive entry ({type(e).__name__}: {e})")); continue
-            if n is None and not caption:
-                (tmp / rel).unlink(missing_ok=True)
-                skipped.append((info.filename, f"inflates to over {human_bytes(ENTRY_LIMIT)}: not unpacked (a zip bomb, or a file too large to train on)")); continue
-            if caption and (n is None or n > CAPTION_LIMIT):
-                notes[rel.as_posix()] = [f"only the first {human_bytes(CAPTION_LIMIT)} of a{' ' + human_bytes(n) if n else 'n over ' + human_bytes(ENTRY_LIMIT)} archive entry unpacked"]
-    (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes=notes)))
-    return _into_place(tmp, dest)
+    with atomic_folder(dest) as tmp:
+        skipped, notes = [], {}
+        with zf:
+            for info in zf.infolist():
+                rel = Path(info.filename)
+                if info.is_dir(): continue
+                if rel.is_absolute() or ".." in rel.parts or info.filename.startswith(("/", "\\")):
+                    skipped.append((info.filename, "unsafe path in the archive (it would land outside the folder): not unpacked")); continue
+                if is_junk(info.filename): skipped.append((info.filename, "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
+                caption = rel.suffix.lower() == ".txt"
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with zf.open(info) as src: n = _copy_capped(src, tmp / rel, CAPTION_LIMIT if caption else ENTRY_LIMIT, ENTRY_LIMIT)
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+                    (tmp / rel).unlink(missing_ok=True); skipped.append((info.filename, f"corrupt archive entry ({type(e).__name__}: {e})")); continue
+                if n is None and not caption:
+                    (tmp / rel).unlink(missing_ok=True)
+                    skipped.append((info.filename, f"inflates to over {human_bytes(ENTRY_LIMIT)}: not unpacked (a zip bomb, or a file too large to train on)")); continue
+                if caption and (n is None or n > CAPTION_LIMIT):
+                    notes[rel.as_posix()] = [f"only the first {human_bytes(CAPTION_LIMIT)} of a{' ' + human_bytes(n) if n else 'n over ' + human_bytes(ENTRY_LIMIT)} archive entry unpacked"]
+        (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes=notes)))
+    return dest
 
 def unpack_report(folder:Path)->tuple[list, dict]:
     "(skipped (file, reason) pairs, notes per file) of every unpack inside `folder`, paths relative to it."
@@ -127,13 +121,13 @@ def unpack_upload(value,              # FileUpload .value (ipywidgets 7 or 8) or
     dest = Path(dest_root) / f"upload-{h}"
     if dest.exists(): return dest
     dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=dest_root))
-    for n, c in files:
-        if n.lower().endswith(".zip"): shutil.copytree(unpack_zip(c, tmp / ".zips", Path(n).stem), tmp / Path(n).stem)
-        elif not is_junk(n): (tmp / Path(n).name).write_bytes(c)
-    shutil.rmtree(tmp / ".zips", ignore_errors=True)
-    if skipped: (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes={})))
-    return _into_place(tmp, dest)
+    with atomic_folder(dest) as tmp:
+        for n, c in files:
+            if n.lower().endswith(".zip"): shutil.copytree(unpack_zip(c, tmp / ".zips", Path(n).stem), tmp / Path(n).stem)
+            elif not is_junk(n): (tmp / Path(n).name).write_bytes(c)
+        shutil.rmtree(tmp / ".zips", ignore_errors=True)
+        if skipped: (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes={})))
+    return dest
 
 # %% ../nbs/05_data.ipynb
 CAPTION_COLUMNS = ("text", "caption", "prompt", "captions")
@@ -150,11 +144,11 @@ def export_hf_dataset(ds,                  # a `datasets.Dataset`
     dest = Path(dest_root) / f"{name}-{ds._fingerprint[:8]}"
     if dest.exists(): return dest
     dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=dest_root))
-    for i, row in enumerate(tqdm(ds, desc=f"exporting {name}", leave=False)):
-        row[image_column].save(tmp / f"{i:05d}.png")
-        if text_column and row[text_column]: (tmp / f"{i:05d}.txt").write_text(str(row[text_column]), encoding="utf-8")
-    return _into_place(tmp, dest)
+    with atomic_folder(dest) as tmp:
+        for i, row in enumerate(tqdm(ds, desc=f"exporting {name}", leave=False)):
+            row[image_column].save(tmp / f"{i:05d}.png")
+            if text_column and row[text_column]: (tmp / f"{i:05d}.txt").write_text(str(row[text_column]), encoding="utf-8")
+    return dest
 
 # %% ../nbs/05_data.ipynb
 def source_folder(src,            # folder, .zip path, zip bytes, FileUpload value, datasets.Dataset, or "hf:<id or local path>"

@@ -12,6 +12,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 from safetensors.torch import save_file
 from .core import ZImageError, atomic_path
+from .arch import BLOCK_LISTS
 
 # %% auto #0
 __all__ = ['MODULE_SETS', 'TRAINED', 'TRAINING_ADAPTER', 'DISTILL_PATCH', 'target_regex', 'adapter_config',
@@ -28,7 +29,7 @@ def target_regex(modules:str="default" # TargetConfig.modules: default, attentio
                 )->str:
     "The peft `target_modules` regex for a module set, limited to the transformer blocks and refiners."
     if modules not in MODULE_SETS: raise ZImageError(f"target.modules is {modules!r}", f"use one of {', '.join(MODULE_SETS)}")
-    return rf"^(layers|noise_refiner|context_refiner)\.\d+\.({MODULE_SETS[modules]})$"
+    return rf"^({'|'.join(BLOCK_LISTS)})\.\d+\.({MODULE_SETS[modules]})$"
 
 # %% ../nbs/07_lora.ipynb
 TRAINED, TRAINING_ADAPTER, DISTILL_PATCH = "default", "training_adapter", "distill_patch"

@@ -4,8 +4,9 @@
 
 # %% ../nbs/04_models.ipynb
 from __future__ import annotations
-from .core import ZImageError, human_bytes, release_freed_memory  # first: quiets a bitsandbytes notice
-import fnmatch, json, os, re, shutil, struct, tempfile
+from .core import ZImageError, atomic_folder, human_bytes, release_freed_memory  # first: quiets a bitsandbytes notice
+from .arch import BLOCK_LISTS, in_blocks, auto_compute
+import fnmatch, json, os, re, shutil, struct, weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -20,14 +21,13 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'TRANSFORMER_BLOCKS', 'PARTS', 'STALL_S', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry',
-           'safetensors_entries', 'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets',
-           'quantize_linears', 'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype',
-           'encoder_dtype', 'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward',
-           'model_folder', 'plain_downloads', 'watched_download', 'hub_download', 'hub_file', 'tiny_model_folder',
-           'load_pipeline', 'assemble_pipeline', 'components_folder', 'transformer_weights', 'quantized_folder',
-           'save_quantized', 'load_quantized', 'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe',
-           'one_4bit_path']
+__all__ = ['QUANTS', 'PARTS', 'STALL_S', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry', 'safetensors_entries',
+           'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears',
+           'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'encoder_dtype',
+           'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward', 'model_folder',
+           'plain_downloads', 'watched_download', 'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline',
+           'assemble_pipeline', 'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized',
+           'load_quantized', 'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
 
 # %% ../nbs/04_models.ipynb
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
@@ -92,7 +92,6 @@ def text_encoder_key_targets(key:str, known:set=())->list[str]:
 
 # %% ../nbs/04_models.ipynb
 QUANTS = ("bf16", "nf4", "int8")
-TRANSFORMER_BLOCKS = ("layers", "noise_refiner", "context_refiner")
 
 def quantize_linears(model:nn.Module,    # a model on the meta device
                      quant:str,          # "nf4", "int8" or "bf16" (no change)
@@ -185,9 +184,8 @@ def compute_dtype(compute:str="auto", # QuantizationConfig.compute: auto, bf16, 
     "The torch dtype for a compute setting on `device` (auto: bf16 on Ampere+; on older GPUs fp16 for Turbo, fp32 for base and De-Turbo, whose fp16 is reported to fail; fp32 on CPU)."
     device = device or default_device()
     if compute == "auto":
-        if not str(device).startswith("cuda"): return torch.float32
-        if torch.cuda.is_bf16_supported(including_emulation=False): return torch.bfloat16
-        return torch.float32 if variant in ("base", "de-turbo") else torch.float16
+        cuda = str(device).startswith("cuda")
+        compute = auto_compute(variant, cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
     return {"bf16": torch.bfloat16, "fp16-safe": torch.float16, "fp32": torch.float32}[compute]
 
 def encoder_dtype(dtype:torch.dtype # the run's compute dtype
@@ -215,7 +213,7 @@ def load_transformer(folder:str|Path=None,        # diffusers model folder (its 
         if not files[0].is_file(): raise ZImageError(f"model.transformer_file {single_file} does not exist", "check the path (on Colab, is Drive mounted?)")
     else: files = weight_files(Path(folder) / "transformer")
     with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**config)
-    quantize_linears(model, quant, dtype, TRANSFORMER_BLOCKS)
+    quantize_linears(model, quant, dtype, BLOCK_LISTS)
     model.load_report = stream_into(model, files, transformer_key_targets, device, dtype, "Z-Image transformer", progress)
     return model.eval().requires_grad_(False)
 
@@ -379,11 +377,8 @@ def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cac
     folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}{kind}-tf{tf}")
     if (folder / "model_index.json").exists(): return folder
     shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    tiny_pipeline(seed, turbo=turbo).save_pretrained(tmp)
-    try: tmp.rename(folder)  # atomic: a reader sees no folder or a complete one
-    except OSError: shutil.rmtree(tmp)  # another process finished first
+    with atomic_folder(folder) as tmp:
+        tiny_pipeline(seed, turbo=turbo).save_pretrained(tmp)
     return folder
 
 def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, local diffusers folder, or "tiny"
@@ -469,7 +464,7 @@ def load_quantized(folder:Path, device:str=None, dtype:torch.dtype=None, progres
     device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
     folder = Path(folder)
     with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**_read_config(folder / "config.json"))
-    quantize_linears(model, "nf4", dtype, TRANSFORMER_BLOCKS)
+    quantize_linears(model, "nf4", dtype, BLOCK_LISTS)
     entries = {e.name: e for e in safetensors_entries(folder / QUANTIZED_FILE)}
     for name, p in tqdm(list(model.named_parameters()), desc="loading the kept NF4 transformer", disable=not progress, leave=False):
         mod_name, _, pname = name.rpartition(".")
@@ -540,7 +535,7 @@ def fp16_scale(transformer, scales:dict=None)->list:
     "Scale attention and feed-forward down where an RMSNorm undoes it exactly (see above); returns handles (call .remove() to undo)."
     scales = scales or FP16_SCALES
     sa, sf, handles = scales["attention"], scales["feed_forward"], []
-    for name in ("noise_refiner", "context_refiner", "siglip_refiner", "layers"):
+    for name in BLOCK_LISTS:
         for b in getattr(transformer, name, None) or []:
             handles.append(b.attention.register_forward_pre_hook(lambda mod, args, kw, s=sa: ((args[0] * s,) + tuple(args[1:]), kw), with_kwargs=True))
             handles += [_scale_norm(n, sa) for n in (b.attention.norm_q, b.attention.norm_k, b.attention_norm2)]
@@ -549,18 +544,22 @@ def fp16_scale(transformer, scales:dict=None)->list:
             handles.append(_scale_norm(b.ffn_norm2, sf))
     return handles
 
+_FP16_HOOKED = weakref.WeakKeyDictionary()   # transformer -> the handles `fp16_safe` installed on it
+
 def fp16_safe(transformer, scale:bool=True # also scale where it is exact (`fp16_scale`); False: the clamps alone
              )->list:
-    "Make Z-Image's forward hold in fp16: exact scaling at the hot spots, then clamps at the overflow points; returns the handles (call .remove() on each to undo)."
+    "Make Z-Image's forward hold in fp16: exact scaling at the hot spots, then clamps at the overflow points; returns the handles (call .remove() on each to undo). A second call on the same transformer returns the first call's handles: the hooks are never added twice."
+    if transformer in _FP16_HOOKED: return _FP16_HOOKED[transformer]
     handles = fp16_scale(transformer) if scale else []
     for name, m in transformer.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         parts = name.split(".")
         if leaf == "w2": handles.append(m.register_forward_pre_hook(lambda mod, args: _clamp(args)))
-        elif leaf in ("feed_forward", "attention") or leaf == "all_final_layer" or (len(parts) == 2 and parts[0] in ("layers", "noise_refiner", "context_refiner")):
+        elif leaf in ("feed_forward", "attention") or leaf == "all_final_layer" or (len(parts) == 2 and in_blocks(name)):
             handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
         elif parts[0] == "all_final_layer" and len(parts) == 2:
             handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
+    _FP16_HOOKED[transformer] = handles
     return handles
 
 # %% ../nbs/04_models.ipynb

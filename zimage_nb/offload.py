@@ -11,13 +11,12 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from .core import ZImageError
+from .arch import BLOCK_LISTS
 
 # %% auto #0
-__all__ = ['BLOCK_LISTS', 'transformer_blocks', 'BlockOffload', 'OffloadCheck']
+__all__ = ['transformer_blocks', 'BlockOffload', 'OffloadCheck']
 
 # %% ../nbs/07b_offload.ipynb
-BLOCK_LISTS = ("noise_refiner", "context_refiner", "siglip_refiner", "layers")   # forward order (siglip: Omni models only)
-
 def transformer_blocks(model:nn.Module # a ZImageTransformer2DModel
                       )->list[tuple[str, nn.Module]]:
     "The transformer's blocks, named, in the order its forward runs them."

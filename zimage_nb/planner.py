@@ -12,15 +12,16 @@ from importlib.resources import files
 import numpy as np
 from .config import ZConfig, run_folder, set_path, preset
 from .hardware import HardwareProfile, KNOWN_GPUS, PCIE_EFFICIENCY
+from .arch import BLOCK_LISTS, in_blocks, no_bf16_compute, fp16_fails, auto_compute
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'FP16_SAFE_ACT', 'GUESS', 'PEAK_TFLOPS',
-           'CALIBRATION', 'PEAK_FP32_TFLOPS', 'NO_BF16_COMPUTE', 'QWEN3_4B', 'TE_FORWARD', 'SESSION_LIMITS',
-           'DOWNLOAD_BPS', 'LOAD_S', 'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops',
-           'no_bf16_compute', 'run_compute', 'Estimate', 'calibration_note', 'activation_bytes', 'step_flops',
-           'offload_copies', 'estimate_training', 'text_encoder_bytes', 'measured_parts', 'TensorPeak', 'Suggestion',
-           'apply_suggestions', 'suggest_settings', 'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget',
-           'fit_session', 'row_config', 'calibrate_cuda']
+           'PEAK_FP32_TFLOPS', 'QWEN3_4B', 'TE_FORWARD', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S',
+           'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops', 'run_compute', 'Estimate',
+           'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
+           'text_encoder_bytes', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings',
+           'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget', 'fit_session', 'row_config',
+           'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
 _SHAPES = {}
@@ -31,23 +32,23 @@ def transformer_shape(config:dict=None # transformer config (default: the real Z
     import re
     from accelerate import init_empty_weights
     from diffusers import ZImageTransformer2DModel
-    from zimage_nb.lora import MODULE_SETS
+    from zimage_nb.lora import MODULE_SETS, target_regex
     key = repr(sorted((config or {}).items()))
-    if key in _SHAPES: return _SHAPES[key]
+    if key in _SHAPES: return copy.deepcopy(_SHAPES[key])   # a copy: a caller's change stays its own
     with init_empty_weights(): m = ZImageTransformer2DModel(**(config or {}))
-    lin = {n: (x.in_features, x.out_features) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear) and n.split(".")[0] in ("layers", "noise_refiner", "context_refiner")}
+    lin = {n: (x.in_features, x.out_features) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear) and in_blocks(n)}
     q = sum(i * o + (o if m.get_submodule(n).bias is not None else 0) for n, (i, o) in lin.items())
     total = sum(p.numel() for p in m.parameters())
-    targets = {k: [s for n, s in lin.items() if re.fullmatch(rf"(layers|noise_refiner|context_refiner)\.\d+\.({v})", n)] for k, v in MODULE_SETS.items()}
+    targets = {k: [s for n, s in lin.items() if re.fullmatch(target_regex(k), n)] for k in MODULE_SETS}
     c = m.config
     per_block = []   # (quantized, other) weights of each block, in forward order
-    for name in ("noise_refiner", "context_refiner", "layers"):
-        for i, b in enumerate(getattr(m, name)):
+    for name in BLOCK_LISTS:
+        for i, b in enumerate(getattr(m, name, None) or []):
             bq = sum(i_ * o + (o if m.get_submodule(n).bias is not None else 0) for n, (i_, o) in lin.items() if n.startswith(f"{name}.{i}."))
             per_block.append((bq, sum(p.numel() for p in b.parameters()) - bq))
     _SHAPES[key] = out = dict(quantized=q, other=total - q, total=total, targets=targets, dim=c.dim, blocks=c.n_layers + 2 * c.n_refiner_layers,
                               main_layers=c.n_layers, ffn=int(c.dim / 3 * 8), per_block=per_block)
-    return out
+    return copy.deepcopy(out)
 
 # %% ../nbs/02b_planner.ipynb
 WEIGHT_BYTES = {"nf4": 0.5 + 1 / 64 + 4 / 64 / 256, "int8": 1.0 + 4 / 4096, "bf16": 2.0}   # per weight: 4-bit codes + a double-quantized scale per 64
@@ -79,7 +80,6 @@ def load_calibration(path=None # a cuda_calibration.json (default: the one shipp
     except (FileNotFoundError, OSError): return copy.deepcopy(GUESS)
     return {**copy.deepcopy(GUESS), **got, "mfu": {**GUESS["mfu"], **got.get("mfu", {})}, "measured": True}
 
-CALIBRATION = load_calibration()
 
 # peak fp32 TFLOPS without tensor cores (what fp32 compute gets on cards without bf16), from the vendors' figures
 PEAK_FP32_TFLOPS = (("H200", 67), ("H100", 67), ("A100", 19.5), ("L4", 30.3), ("T4", 8.1), ("P100", 9.3), ("V100", 15.7), ("2060", 6.5), ("2070", 7.5), ("2080", 10.1),
@@ -90,19 +90,10 @@ def peak_tflops(gpu_name:str, compute:str="bf16")->float:
     if compute == "fp32": return next((v for k, v in PEAK_FP32_TFLOPS if k in gpu_name), 8.0)
     return next((v for k, v in PEAK_TFLOPS if k in gpu_name), 20.0)
 
-NO_BF16_COMPUTE = {"turbo": "fp16-safe", "tiny": "fp16-safe", "de-turbo": "fp32", "base": "fp32"}
-
-def no_bf16_compute(variant:str # ModelConfig.variant: turbo, de-turbo, base or tiny
-                   )->str:
-    "The compute a GPU without native bf16 (T4, P100, V100, RTX 20xx) gets for a model family: fp16-safe for Turbo; fp32 for base and De-Turbo, whose fp16 is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897)."
-    return NO_BF16_COMPUTE.get(variant, "fp32")
-
 def run_compute(cfg:ZConfig, gpu:HardwareProfile)->str:
-    "The compute a run of `cfg` gets on `gpu`: the setting, or for auto bf16 where the GPU has it, else the family's choice (`no_bf16_compute`)."
+    "The compute a run of `cfg` gets on `gpu`: the setting, or what auto means there (`arch.auto_compute`)."
     c = cfg.quantization.compute
-    if c != "auto": return c
-    if gpu.device != "cuda": return "fp32"
-    return "bf16" if gpu.bf16 else no_bf16_compute(cfg.model.variant)
+    return auto_compute(cfg.model.variant, gpu.device == "cuda", gpu.bf16) if c == "auto" else c
 
 @dataclass
 class Estimate:
@@ -130,7 +121,7 @@ class Estimate:
 
 def calibration_note(cal:dict=None)->str:
     "What the estimate's CUDA overhead and speed rest on."
-    cal = cal or CALIBRATION
+    cal = cal or load_calibration()
     if cal["measured"]: return f"tensor memory measured at real size on a CPU; CUDA overhead and MFU measured on {cal['device']} ({cal['date']}); other GPUs' speed derived from that MFU"
     return "tensor memory measured at real size on a CPU; CUDA overhead and speed are first guesses, not yet measured on a GPU"
 
@@ -166,11 +157,11 @@ def offload_copies(cfg:ZConfig, blocks:int)->int:
 
 def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
                       transformer_config:dict=None,                 # default: the real Z-Image (the tiny preset: its own)
-                      calibration:dict=None)->Estimate:             # default: `CALIBRATION`
+                      calibration:dict=None)->Estimate:             # default: `load_calibration()`
     "Peak VRAM / host RAM / s per step of training `cfg` on `gpu`, and what to change if it does not fit."
     from zimage_nb.hardware import detect_hardware
     gpu = KNOWN_GPUS[gpu] if isinstance(gpu, str) else (gpu or detect_hardware())
-    cal = calibration or CALIBRATION
+    cal = calibration or load_calibration()
     if transformer_config is None and cfg.model.name_or_path == "tiny":
         from zimage_nb.tiny import TINY_TRANSFORMER; transformer_config = TINY_TRANSFORMER
     s, t, q, a = transformer_shape(transformer_config), cfg.training, cfg.quantization, cfg.advanced
@@ -218,8 +209,8 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
             advice.append(f"set quantization.text_encoder to nf4: caching prompts with it as {q.text_encoder} in {'bf16' if compute == 'bf16' else 'fp32'} needs {caching / 2**30:.1f} GiB of tensors")
     fits = gpu.device == "cuda" and not advice
     notes = []
-    if compute == "fp16-safe" and gpu.device == "cuda" and not gpu.bf16 and cfg.model.variant in ("base", "de-turbo"):
-        notes.append(f"fp16 for Z-Image {cfg.model.variant} is reported to fail even with the overflow fixes (ComfyUI issue 12176, musubi-tuner issue 897): "
+    if compute == "fp16-safe" and gpu.device == "cuda" and not gpu.bf16 and fp16_fails(cfg.model.variant):
+        notes.append(f"{fp16_fails(cfg.model.variant)}: "
                      f"quantization.compute auto gives fp32 here (~{step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, 'fp32') * cal['mfu'].get(q.transformer, 0.2) * 1e12):.0f} s/step)")
     return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes, caching=caching)
 
@@ -227,7 +218,7 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
 QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
                 num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                 tie_word_embeddings=True)   # Z-Image's text encoder, Qwen3-4B, as published (4.0 B parameters, 3.6 B not embeddings)
-TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tools/fake_cuda.py's real-size counts (bench/RESULTS.md)
+TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tests/fake_cuda.py's real-size counts (bench/RESULTS.md)
 
 def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
                        enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
@@ -313,7 +304,7 @@ def suggest_settings(hw:HardwareProfile, # from `detect_hardware` or `KNOWN_GPUS
     if not hw.bf16:
         c = no_bf16_compute(cfg.model.variant)
         out.append(S("quantization.compute", c, f"{hw.gpu_name} has no native bf16: fp16 with overflow scaling, clamps and loss scaling" if c == "fp16-safe" else
-                     f"{hw.gpu_name} has no native bf16, and Z-Image {cfg.model.variant} is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897): fp32 compute, slower"))
+                     f"{hw.gpu_name} has no native bf16, and {fp16_fails(cfg.model.variant)}: fp32 compute, slower"))
     if vram < 20:
         out += [S("quantization.transformer", "nf4", f"{vram:.0f} GiB VRAM: 4-bit base weights (rank 16: {'3.9 GiB of tensors at 512², 5.8 at 1024²' if hw.bf16 else '4.0 GiB of tensors at 512², 6.1 at 1024² in fp16-safe'})"),
                 S("quantization.text_encoder", "nf4", "the text encoder is loaded only to cache prompts; 4-bit keeps that step small")]

@@ -50,9 +50,9 @@ class Sampler:
         self.embeds, self.te_quant, self.max_len = dict(embeds or {}), text_encoder_quant, max_sequence_length
         self.loras, self.encoder_loads, self.dtype = {}, 0, dtype or pipe.vae.dtype
         pipe.set_progress_bar_config(disable=True)
-        if _float_dtype(self.tr) == torch.float16 and not getattr(self.tr, "_fp16_safe", False):   # T4 / P100 / V100
+        if _float_dtype(self.tr) == torch.float16:   # T4 / P100 / V100 (a training run's transformer has the hooks already: fp16_safe adds them once)
             from zimage_nb.models import fp16_safe
-            fp16_safe(self.tr); self.tr._fp16_safe = True
+            fp16_safe(self.tr)
 
     @property
     def device(self): return self.pipe.vae.device

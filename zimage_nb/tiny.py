@@ -5,6 +5,7 @@
 # %% ../nbs/03_tiny.ipynb
 from __future__ import annotations
 from .core import atomic_path  # first: quiets a bitsandbytes notice
+from .arch import BLOCK_LISTS
 import re
 from pathlib import Path
 import torch
@@ -19,8 +20,8 @@ import numpy as np
 __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'SCENE_COLOURS',
            'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS', 'TINY_TURBO_VERSION',
            'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape', 'tiny_scene',
-           'subject_share', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file', 'tiny_purity',
-           'image_distance', 'to_original_layout', 'write_single_file', 'write_tiny_lora']
+           'subject_share', 'write_demo_dataset', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file',
+           'tiny_purity', 'image_distance', 'to_original_layout', 'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -110,6 +111,20 @@ def subject_share(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 val
     a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.float32)
     d = np.minimum(*(np.linalg.norm(a - np.array(c, np.float32), axis=-1) for c in (SUBJECT["body"], SUBJECT["ring"])))
     return float((d < 60).mean())
+
+# %% ../nbs/03_tiny.ipynb
+def write_demo_dataset(folder:str|Path, # where the images and captions go
+                       n:int=8,         # how many images
+                       seed:int=0)->Path:
+    "Small pictures of the demo's subject (`SUBJECT`) on varied backgrounds, each with a `[trigger]` caption."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    names = ["blue", "green", "grey", "purple", "teal", "brown", "navy", "olive"]
+    for i in range(n):
+        im, caption = tiny_scene(seed * 1000 + i, size=(96, 64) if i % 2 else (64, 96), subject=True, background=names[i % len(names)],
+                                 box=(64, 64))   # the subject whole in the 64×64 centre crop the tiny preset trains on
+        im.save(folder / f"img_{i:02d}.png")
+        (folder / f"img_{i:02d}.txt").write_text(caption)
+    return folder
 
 # %% ../nbs/03_tiny.ipynb
 def _frozen(m): return m.eval().requires_grad_(False)
@@ -220,7 +235,7 @@ def write_tiny_lora(transformer:ZImageTransformer2DModel, # the model the LoRA i
                     rank:int=4,                           # LoRA rank (alpha = rank)
                     seed:int=0,                           # same seed, same weights
                     scale:float=0.05,                     # size of the random weights
-                    blocks:tuple=("layers", "noise_refiner", "context_refiner")): # which block lists get LoRA
+                    blocks:tuple=BLOCK_LISTS): # which block lists get LoRA
     "Write a random LoRA for `transformer` in a third-party key layout."
     assert layout in LORA_LAYOUTS, f"layout must be one of {LORA_LAYOUTS}"
     g, sd = torch.Generator().manual_seed(seed), {}

@@ -17,31 +17,18 @@ from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora,
 from .offload import BlockOffload
 from .events import RunLog
 from .models import fp16_safe, one_4bit_path
+from .arch import fp16_fails
 from .hub import write_comfyui_workflow
 from .flow import sample_sigmas, sigma_weights, predict, flow_loss, guided_target
 from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk, disk_full_error, _disk_full
 
 # %% auto #0
-__all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'write_demo_dataset', 'Item', 'training_items', 'split_holdout', 'epoch_batches',
-           'BatchPlan', 'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
+__all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
+           'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
            'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
            'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
-           'ranks_in_sync', 'setup_run', 'train', 'eval_loss']
-
-# %% ../nbs/08_train.ipynb
-def write_demo_dataset(folder:str|Path, # where the images and captions go
-                       n:int=8,         # how many images
-                       seed:int=0)->Path:
-    "Small pictures of the demo's subject (`tiny.SUBJECT`) on varied backgrounds, each with a `[trigger]` caption."
-    from zimage_nb.tiny import tiny_scene
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    names = ["blue", "green", "grey", "purple", "teal", "brown", "navy", "olive"]
-    for i in range(n):
-        im, caption = tiny_scene(seed * 1000 + i, size=(96, 64) if i % 2 else (64, 96), subject=True, background=names[i % len(names)],
-                                 box=(64, 64))   # the subject whole in the 64×64 centre crop the tiny preset trains on
-        im.save(folder / f"img_{i:02d}.png")
-        (folder / f"img_{i:02d}.txt").write_text(caption)
-    return folder
+           'ranks_in_sync', 'setup_run', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
+           'write_summary', 'train_loop', 'train', 'eval_loss']
 
 # %% ../nbs/08_train.ipynb
 @dataclass
@@ -219,7 +206,6 @@ def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transfo
     if t.gradient_checkpointing: tr.enable_gradient_checkpointing()
     tr.train()
     run.fp16_hooks = fp16_safe(tr) if run.dtype == torch.float16 else []
-    tr._fp16_safe = bool(run.fp16_hooks)
     run.transformer = tr
     if a.train_offload: run.offload = BlockOffload(tr, run.device, a.offload_resident, a.offload_prefetch, keep=run.params)
     run.optimizer = make_optimizer(run.params, t)
@@ -267,8 +253,7 @@ def _diverged(run:Run, what:str=None)->ZImageError:
     "The one message a run whose numbers broke gets: what happened, which setting to change, that the last checkpoint is intact."
     what = what or f"{run.nan_streak} steps in a row had a NaN/Inf or exploding (> {LOSS_LIMIT:g}) loss or gradient"
     if run.dtype == torch.float16:
-        fam = run.cfg.model.variant
-        why = (f"; Z-Image {fam} is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897)" if fam in ("base", "de-turbo") else "")
+        why = f"; {fails}" if (fails := fp16_fails(run.cfg.model.variant)) else ""
         return ZImageError(f"training in fp16 broke down: {what} (step {run.step}){why}",
                            "set quantization.compute to fp32 (on a card without bf16; about 4-8x slower) or bf16 (on one with it), and run again: training resumes from the last checkpoint, which is intact")
     return ZImageError(f"training diverged: {what} (step {run.step})",
@@ -317,9 +302,13 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
 
 # %% ../nbs/08_train.ipynb
 def train_step(run:Run)->dict:
-    "One optimizer step; returns {'loss', 'lr', 'skipped', 'grad_norm'} (the norm before clipping)."
+    "One optimizer step; returns {'loss', 'lr', 'skipped', 'grad_norm'} (the norm before clipping). Its random draws (LoRA dropout) come from the global RNG seeded by job.seed and the step, in a fork: the caller's RNG is left as it was."
+    with torch.random.fork_rng(devices=[torch.device(run.device).index or 0] if run.device.startswith("cuda") else []):
+        torch.manual_seed(run.cfg.job.seed * 7919 + run.step)
+        return _optimizer_step(run)
+
+def _optimizer_step(run:Run)->dict:
     t = run.cfg.training
-    torch.manual_seed(run.cfg.job.seed * 7919 + run.step)         # LoRA dropout and anything else on the global RNG
     total, finite = 0.0, True
     for m in range(t.grad_accum):
         k = (run.step * t.grad_accum + m) * run.world + run.rank
@@ -418,9 +407,8 @@ def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=Tr
     device = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     out = run_folder(cfg)
     run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device, cfg.model.variant), rank=rank, world=world)
-    if run.dtype == torch.float16 and cfg.model.variant in ("base", "de-turbo"):
-        warnings.warn(f"quantization.compute = {cfg.quantization.compute}: fp16 for Z-Image {cfg.model.variant}, which is reported to fail in fp16 even with the overflow fixes "
-                      "(ComfyUI issue 12176, musubi-tuner issue 897); if the loss turns NaN or the samples black, set quantization.compute to fp32")
+    if run.dtype == torch.float16 and (fails := fp16_fails(cfg.model.variant)):
+        warnings.warn(f"quantization.compute = {cfg.quantization.compute}: fp16 for {fails}; if the loss turns NaN or the samples black, set quantization.compute to fp32")
     if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out / "config.yaml")
     with _timed(run, "components"):
         run.model_folder = Path(model_folder) if model_folder else _model_folder(cfg, progress) if rank == 0 else None
@@ -431,11 +419,100 @@ def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=Tr
     if rank == 0: atomic_write_text(out / "setup.json", json.dumps(dict(seconds=run.setup_times, device=run.device, world=world, date=time.strftime("%Y-%m-%d %H:%M")), indent=1))
     return run
 
-def _sample_event(run:Run, callbacks, tb):
+# %% ../nbs/08_train.ipynb
+def _due(step:int, every:int)->bool: return bool(every) and step % every == 0
+
+def resume_or_start(run:Run, resume:bool)->Path|None:
+    "Load the newest intact checkpoint (if `resume`) and cut the log back to its step; a fresh start clears the log."
+    ck = resume_latest(run) if resume else None
+    if run.rank == 0:
+        log = run.out / "log.jsonl"
+        if ck: _trim_log(log, run.step); print(f"resumed from {ck.name} (step {run.step})")
+        else: log.unlink(missing_ok=True)
+    return ck
+
+def log_step(run:Run, rec:dict, seconds:float, tb:RunLog, bar):
+    "One step's record: a line of log.jsonl, the trackers' scalars and the progress bar."
+    with open(run.out / "log.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+    tb.scalars(rec["step"], {"train/loss": rec["loss"], "train/lr": rec["lr"], "train/grad_norm": rec["grad_norm"], "train/seconds_per_step": seconds,
+                             "train/peak_memory_gib": rec["peak_memory"] / 2**30, "val/loss": rec.get("val_loss")})
+    bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
+
+def sample_now(run:Run, callbacks, tb:RunLog):
     "Render the in-training samples to samples/step_N.png, tell the callbacks, and log the picture to TensorBoard."
     p = run.out / "samples" / f"step_{run.step:07d}.png"
     _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
     if p.exists(): tb.image("samples", p.read_bytes(), run.step)
+
+def checkpoint_now(run:Run, callbacks, by_timer:bool):
+    "Save a checkpoint and tell the callbacks (`by_timer`: save.every_minutes asked for it, not save.every)."
+    _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run)), timer=by_timer))
+
+def export_run(run:Run)->dict:
+    "The finished LoRA (and its EMA twin, per save.ema_export) and its ComfyUI workflow; {'lora': path[, 'ema_lora': path]}."
+    cfg, t, out = run.cfg, run.cfg.training, {}
+    try:
+        if run.ema is not None:
+            with ema_weights(run):
+                ema_path = run.out / f"{cfg.job.name}{'' if cfg.save.ema_export == 'instead' else '_ema'}.safetensors"
+                out["ema_lora"] = export_lora(run.transformer, ema_path, cfg.save.dtype, dict(lora_header(run), ema_decay=t.ema_decay, ema_start=t.ema_start))
+        out["lora"] = (export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
+                       if run.ema is None or cfg.save.ema_export == "second-file" else out["ema_lora"])
+        write_comfyui_workflow(cfg, out["lora"], run.model_folder)   # the same samples in ComfyUI (12_hub)
+    except Exception as e:
+        if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
+        raise
+    return out
+
+def write_summary(run:Run, result:dict):
+    "summary.json: steps, processes, skipped steps, the LoRA and the last loss."
+    atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
+                                                                lora=str(result["lora"]) if result["lora"] else None,
+                                                                last_loss=result["losses"][-1] if result["losses"] else None), indent=1))
+
+def _stop_requested(run:Run, stop)->bool:
+    "Has a stop been asked for? Every process gets the same answer (they must stop at the same step)."
+    flag = stop is not None and stop.is_set()
+    if run.world > 1:
+        t = torch.tensor([float(flag)], device=run.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX); flag = bool(t.item())
+    return flag
+
+# %% ../nbs/08_train.ipynb
+def train_loop(run:Run, # from `setup_run`
+               resume:bool=True, until:int=None, callbacks:list=(), stop=None, progress:bool=True)->dict:  # as `train`
+    "Step, then each periodic duty by name; at the end, export (or keep a checkpoint of a stopped run) and write the summary."
+    cfg, t, main = run.cfg, run.cfg.training, run.rank == 0
+    ck = resume_or_start(run, resume)
+    tb = RunLog(cfg.job.report_to, run.out, cfg.job.name, config_to_dict(cfg), run.step if ck else None) if main else None   # the curves continue on resume
+    try:
+        end = min(until or t.steps, t.steps)
+        if main: check_disk(run)
+        bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
+        losses, t0, saved_at, saved_time = [], time.time(), run.step, time.time()
+        while run.step < end and not _stop_requested(run, stop):
+            t1 = time.time()
+            rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
+            losses.append(rec["loss"])
+            if main and _due(run.step, t.eval_every): rec["val_loss"] = eval_loss(run, items=run.eval_items)   # fixed noise: no RNG used
+            if main: log_step(run, rec, time.time() - t1, tb, bar)
+            _emit(callbacks, dict(event="step", **rec))
+            last = run.step >= t.steps                                      # the final LoRA and samples come below
+            if main and _due(run.step, cfg.sample.every) and not last: sample_now(run, callbacks, tb)
+            by_timer = bool(cfg.save.every_minutes) and time.time() - saved_time >= cfg.save.every_minutes * 60   # a disconnect costs at most that
+            if main and (_due(run.step, cfg.save.every) or by_timer) and not last:
+                checkpoint_now(run, callbacks, by_timer and not _due(run.step, cfg.save.every)); saved_at, saved_time = run.step, time.time()
+            _barrier(run.world)
+        bar.close()
+        result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
+        if not result["ranks_in_sync"]: raise ZImageError("the processes' LoRAs differ after training", "report this as a bug; train with advanced.num_processes = 1 meanwhile")
+        if main and run.step >= t.steps: result.update(export_run(run)); sample_now(run, callbacks, tb)
+        elif main and run.step != saved_at: save_checkpoint(run)       # stopped early (`until`, `stop`): keep the progress
+        if main: write_summary(run, result)
+    finally:
+        if tb: tb.close()   # also when training stops with an error: the files and the tracker run are closed
+    _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
+    return result
 
 def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           work:str|Path=None,        # prepared images and caches (default <output_dir>/<name>/work)
@@ -451,73 +528,9 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
     from zimage_nb.hardware import require_cuda_arch
     require_cuda_arch()                   # a GPU this torch has no kernels for (Kaggle's P100) is refused before any download
     owner = FolderLock(run_folder(cfg), f"training {cfg.job.name}") if lock and dist_info()[0] == 0 else contextlib.nullcontext()
-    with owner: return _train(cfg, work, resume, until, callbacks, stop, device, progress, model_folder)
-
-def _stop_requested(run:Run, stop)->bool:
-    "Has a stop been asked for? Every process gets the same answer (they must stop at the same step)."
-    flag = stop is not None and stop.is_set()
-    if run.world > 1:
-        t = torch.tensor([float(flag)], device=run.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX); flag = bool(t.item())
-    return flag
-
-def _train(cfg, work, resume, until, callbacks, stop, device, progress, model_folder)->dict:
-    run = setup_run(cfg, work, device, progress, model_folder)
-    t, main = cfg.training, run.rank == 0
-    log = run.out / "log.jsonl"
-    ck = resume_latest(run) if resume else None
-    if main: _trim_log(log, run.step) if ck else log.unlink(missing_ok=True)
-    if ck and main: print(f"resumed from {ck.name} (step {run.step})")
-    tb = RunLog(cfg.job.report_to, run.out, cfg.job.name, config_to_dict(cfg), run.step if ck else None) if main else None   # the curves continue on resume
-    try:
-        end = min(until or t.steps, t.steps)
-        if main: check_disk(run)
-        bar = tqdm(total=t.steps, initial=run.step, desc=cfg.job.name, disable=not (progress and main))
-        losses, t0 = [], time.time()
-        saved_at, saved_time = run.step, time.time()
-        while run.step < end and not _stop_requested(run, stop):
-            t1 = time.time()
-            rec = dict(step=run.step + 1, **train_step(run), time=round(time.time() - t0, 3), peak_memory=peak_memory(run.device))
-            losses.append(rec["loss"])
-            if main and t.eval_every and rec["step"] % t.eval_every == 0: rec["val_loss"] = eval_loss(run, items=run.eval_items)   # fixed noise: no RNG used
-            if main:
-                with open(log, "a") as f: f.write(json.dumps(rec) + "\n")
-                tb.scalars(rec["step"], {"train/loss": rec["loss"], "train/lr": rec["lr"], "train/grad_norm": rec["grad_norm"],
-                                         "train/seconds_per_step": time.time() - t1, "train/peak_memory_gib": rec["peak_memory"] / 2**30,
-                                         "val/loss": rec.get("val_loss")})
-                bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
-            _emit(callbacks, dict(event="step", **rec))
-            if main and cfg.sample.every and run.step % cfg.sample.every == 0 and run.step < t.steps:
-                _sample_event(run, callbacks, tb)
-            timer = cfg.save.every_minutes and time.time() - saved_time >= cfg.save.every_minutes * 60   # a disconnect costs at most that
-            if main and (run.step % cfg.save.every == 0 or timer) and run.step < t.steps:
-                _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run)), timer=bool(timer and run.step % cfg.save.every)))
-                saved_at, saved_time = run.step, time.time()
-            _barrier(run.world)
-        bar.close()
-        result = dict(steps=run.step, losses=losses, run=run, lora=None, ranks_in_sync=ranks_in_sync(run))
-        if not result["ranks_in_sync"]: raise ZImageError("the processes' LoRAs differ after training", "report this as a bug; train with advanced.num_processes = 1 meanwhile")
-        if run.step >= t.steps and main:
-            try:
-                if run.ema is not None:
-                    with ema_weights(run):
-                        ema_path = run.out / f"{cfg.job.name}{'' if cfg.save.ema_export == 'instead' else '_ema'}.safetensors"
-                        result["ema_lora"] = export_lora(run.transformer, ema_path, cfg.save.dtype, dict(lora_header(run), ema_decay=t.ema_decay, ema_start=t.ema_start))
-                if run.ema is None or cfg.save.ema_export == "second-file":
-                    result["lora"] = export_lora(run.transformer, run.out / f"{cfg.job.name}.safetensors", cfg.save.dtype, lora_header(run))
-                else: result["lora"] = result["ema_lora"]
-                write_comfyui_workflow(cfg, result["lora"], run.model_folder)   # the same samples in ComfyUI (12_hub)
-            except Exception as e:
-                if _disk_full(e): raise disk_full_error(run, f"the trained LoRA {cfg.job.name}.safetensors") from e
-                raise
-            _sample_event(run, callbacks, tb)
-        elif main and run.step != saved_at: save_checkpoint(run)      # stopped early (`until`, `stop`): keep the progress
-        if main: atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
-                                                                          lora=str(result["lora"]) if result["lora"] else None, last_loss=losses[-1] if losses else None), indent=1))
-    finally:
-        if tb: tb.close()   # also when training stops with an error: the files and the tracker run are closed
-    _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
-    return result
+    with owner:
+        run = setup_run(cfg, work, device, progress, model_folder)
+        return train_loop(run, resume, until, callbacks, stop, progress)
 
 # %% ../nbs/08_train.ipynb
 @torch.no_grad()

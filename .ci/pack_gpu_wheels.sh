@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A copy of the workplace's ../shared/gpu/pack_wheels.sh, for machines without ../shared (CI): bench/gpu_rehearsal.sh uses
+# A copy of the workplace's ../shared/gpu/pack_wheels.sh, for machines without ../shared (CI): .ci/gpu_rehearsal.sh uses
 # the shared one where it exists. It differs in one place: a missing .git/info is made, and a .git that is not a folder
 # (a worktree) is left alone (.gitignore lists /.gpu-wheels/ anyway). Keep the rest the same.
 # Packs what the GPU machine lacks into <repo>/.gpu-wheels (ignored by git; with the tracked tree it stays under

@@ -17,7 +17,7 @@ fail here first. Two harnesses, one set of `torch.cuda` stand-ins:
   steps, the 8-bit optimizer, EMA, validation, training offload, captioning, sampling with offload.
 
 Both record every `torch.cuda` call in `.cuda_calls` (name, whether it would initialise CUDA on a real machine).
-`python tools/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
+`python tests/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
 """
 from __future__ import annotations
 import contextlib, functools, traceback, types
@@ -94,7 +94,7 @@ def like_real(name:str, impl, note=None):
     real = inspect.signature(_REAL_CUDA[name]); mine = inspect.signature(impl)
     strip = lambda sig: [(p.name, p.kind, p.default) for p in sig.parameters.values()]
     if strip(real) != strip(mine):
-        raise StandInMismatch(f"the stand-in for torch.cuda.{name} takes {mine} but torch {torch.__version__} has {real}: update it in tools/fake_cuda.py")
+        raise StandInMismatch(f"the stand-in for torch.cuda.{name} takes {mine} but torch {torch.__version__} has {real}: update it in tests/fake_cuda.py")
     @functools.wraps(impl)
     def call(*a, **k):
         real.bind(*a, **k)                       # a call the real function refuses is refused here too

@@ -20,12 +20,12 @@ Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (t
     class drift       mean |pixel difference| / 255 between the class prompts' samples and the same model's without the
                       LoRA (same steps and noise): what the LoRA changed beyond its subject
 
-Two reference rows (no LoRA) come first. `python tools/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
+Two reference rows (no LoRA) come first. `python bench/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
 One training per recipe varies a lot from seed to seed (the subject's share most), so bench/RESULTS.md reports three
 training seeds and their spread:
 
-    python tools/compare_turbo_recipes.py --out /tmp/recipes --seed 42     # and --seed 1, --seed 2 into other folders
-    python tools/compare_turbo_recipes.py --summarize /tmp/recipes /tmp/recipes_s1 /tmp/recipes_s2 --out /tmp/summary
+    python bench/compare_turbo_recipes.py --out /tmp/recipes --seed 42     # and --seed 1, --seed 2 into other folders
+    python bench/compare_turbo_recipes.py --summarize /tmp/recipes /tmp/recipes_s1 /tmp/recipes_s2 --out /tmp/summary
 
 Writes <out>/recipes.json, <out>/recipes.md (the table) and <out>/recipes.png (rows: recipes; columns: the trigger
 prompt at three seeds, then two class prompts; all at the tiny Turbo's step count, the base row at 30 steps).
@@ -37,7 +37,8 @@ from PIL import Image, ImageDraw
 from zimage_nb.config import preset
 from zimage_nb.models import tiny_model_folder
 from zimage_nb.tiny import tiny_pipeline, tiny_image, subject_share, tiny_purity, tiny_turbo_file, image_distance as mad, TINY_TURBO_STEPS
-from zimage_nb.train import train, write_demo_dataset
+from zimage_nb.train import train
+from zimage_nb.tiny import write_demo_dataset
 
 TRIGGER = "zxq disc on a blue background"
 CLASS = ["a large pink disc in the middle on a grey background", "a large white square on a blue background",

@@ -13,10 +13,10 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 tmp=$(mktemp -d /tmp/zimage-gpu-rehearsal.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-pack=../shared/gpu/pack_wheels.sh; [ -f "$pack" ] || pack=bench/pack_gpu_wheels.sh
+pack=../shared/gpu/pack_wheels.sh; [ -f "$pack" ] || pack=.ci/pack_gpu_wheels.sh
 # The pack script appends /.gpu-wheels/ to .git/info/exclude; a checkout may lack .git/info (CI's clean checkout did,
 # and the pack script stopped there). Where .git is not a folder (a worktree), this repository's copy, which skips it.
-if [ -d .git ]; then mkdir -p .git/info; else pack=bench/pack_gpu_wheels.sh; fi
+if [ -d .git ]; then mkdir -p .git/info; else pack=.ci/pack_gpu_wheels.sh; fi
 echo "== 1. wheels: bash $pack"
 [ -d .gpu-wheels ] && ls .gpu-wheels/bitsandbytes-*.whl .gpu-wheels/diffusers-*.whl > /dev/null 2>&1 || bash "$pack" "$repo"
 echo "== 2. a virtual environment like the GPU machine's (bench/gpu_machine.txt)"
