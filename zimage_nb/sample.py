@@ -18,7 +18,7 @@ from .checkpoints import list_checkpoints, checkpoint_step
 # %% auto #0
 __all__ = ['sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns', 'weight_sweep',
            'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font', 'missing_glyphs', 'Grid',
-           'render_grid', 'checkpoint_loras', 'checkpoint_grid']
+           'render_grid', 'checkpoint_loras', 'checkpoint_adapter', 'checkpoint_grid']
 
 # %% ../nbs/09_sample.ipynb
 def sampling(name:str="turbo", steps:int=None, cfg_scale:float=None)->dict:
@@ -331,13 +331,18 @@ def checkpoint_loras(run_folder:str|Path)->dict:
     if not out: raise ZImageError(f"no checkpoints or LoRA in {run_folder}", "train first, or point to <output_dir>/<job name>")
     return out
 
+def checkpoint_adapter(sampler:Sampler, lora:Path # a checkpoint's lora.safetensors, or a final LoRA
+                      )->str:
+    "Load a checkpoint's LoRA into the sampler once, as adapter ck_<step> (a final LoRA: ck_final); returns the name."
+    name = f"ck_{checkpoint_step(lora.parent)}" if lora.name == "lora.safetensors" else "ck_final"
+    if name not in adapter_names(sampler.tr): sampler.add_lora(lora, name)
+    return name
+
 def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], seed:int=42, base:dict=None,
                     others:dict=None, # adapters in effect in every column (e.g. {DISTILL_PATCH: 1.0})
                     path:str|Path=None, progress:bool=True)->Grid:
     "Prompts × (no LoRA, each checkpoint, final LoRA)."
     cols = [dict(adapters=dict(others or {}), label="no LoRA")]
     for label, f in checkpoint_loras(run_folder).items():
-        name = f"ck_{checkpoint_step(f.parent)}" if f.name == "lora.safetensors" else "ck_final"
-        if name not in adapter_names(sampler.tr): sampler.add_lora(f, name)
-        cols.append(dict(adapters={**(others or {}), name: 1.0}, label=label))
+        cols.append(dict(adapters={**(others or {}), checkpoint_adapter(sampler, f): 1.0}, label=label))
     return render_grid(sampler, prompt_rows(prompts, seed), cols, base, f"checkpoints of {Path(run_folder).name}", path, progress)

@@ -18,10 +18,11 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'SCENE_COLOURS',
-           'SCENE_SHAPES', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS', 'TINY_TURBO_VERSION',
-           'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape', 'tiny_scene',
-           'subject_share', 'write_demo_dataset', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file',
-           'tiny_purity', 'image_distance', 'to_original_layout', 'write_single_file', 'write_tiny_lora']
+           'SCENE_SHAPES', 'TINY_WORDS', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS',
+           'TINY_TURBO_VERSION', 'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape',
+           'tiny_scene', 'subject_share', 'write_demo_dataset', 'tiny_vae', 'tiny_pipeline', 'tiny_image',
+           'tiny_turbo_file', 'tiny_purity', 'image_distance', 'to_original_layout', 'write_single_file',
+           'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -43,7 +44,7 @@ SCENE_COLOURS = {"blue": (40, 60, 200), "green": (40, 160, 60), "grey": (128, 12
                  "teal": (0, 128, 128), "brown": (120, 80, 40), "navy": (20, 20, 90), "olive": (110, 110, 20),
                  "white": (235, 235, 235), "black": (15, 15, 15), "orange": (240, 130, 20), "pink": (240, 130, 190)}
 SCENE_SHAPES = ("disc", "square", "triangle")
-_WORDS = [*SCENE_COLOURS, *SCENE_SHAPES, "small", "large", "on", "the", "left", "right", "in", "middle", "background",
+TINY_WORDS = [*SCENE_COLOURS, *SCENE_SHAPES, "small", "large", "on", "the", "left", "right", "in", "middle", "background",
           "user", "assistant", "system"]
 
 def _word_merges()->tuple[dict, list]:
@@ -51,7 +52,7 @@ def _word_merges()->tuple[dict, list]:
     vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     merges = []
     for lead in ("\u0120", ""):
-        for w in _WORDS:
+        for w in TINY_WORDS:
             tok, *rest = lead + w
             for ch in rest:
                 if (tok, ch) not in merges: merges.append((tok, ch))
