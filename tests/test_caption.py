@@ -96,6 +96,7 @@ def test_clear_errors(tmp_path, monkeypatch):
 
 def test_training_captions_images_first_when_asked(tmp_path, monkeypatch):
     import zimage_nb.train as T, zimage_nb.caption as C
+    from zimage_nb.tiny import write_demo_dataset
     monkeypatch.setattr(C, "degenerate", lambda text: "")     # the tiny random-weight captioner's output can be degenerate ('+6222...'), depending on versions: tested above
     from zimage_nb.config import preset
     photos = write_demo_dataset(tmp_path / "photos", n=3)

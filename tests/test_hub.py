@@ -18,6 +18,18 @@ def test_dry_run_plan_and_card(done_run):
     r = push_to_hub(done_run, dry_run=True)
     assert r["files"] == ["zxq-disc.safetensors", "config.yaml", "zxq-disc.comfyui.json", "README.md"] and r["url"] == "https://huggingface.co/someone/zxq-disc"
 
+def test_a_runs_report_card_goes_into_the_model_card_and_the_upload(done_run, tmp_path):
+    "The card `report_card` saved in the run folder is uploaded (JSON and plot) and its table and suggestion are in the model card."
+    import shutil
+    from zimage_nb.config import run_folder
+    from zimage_nb.report import Card
+    cfg = done_run; out = tmp_path / "run"; shutil.copytree(run_folder(cfg), out)
+    Card({"step 2": dict(dino=0.61, dino_off=0.40, clip_i=0.8, clip_i_off=0.7, kept=0.93)}, "step 2", 0.85, dict(scorers=dict(dino="facebook/dinov2-small"))).save(out / "report_card.json")
+    r = push_to_hub(cfg, run_folder=out, dry_run=True)
+    assert r["files"] == ["zxq-disc.safetensors", "config.yaml", "zxq-disc.comfyui.json", "report_card.json", "report_card.png", "README.md"]
+    card = (out / "README.md").read_text()
+    assert "## Report card" in card and "| step 2 **(suggested)** | 0.610 | 0.210 | 0.800 | 0.100 |" in card and "use step 2: DINO 0.610 (+0.210" in card
+
 def test_offline_upload_fails_clearly_and_never_shows_the_token(done_run, monkeypatch, capsys):
     import huggingface_hub.constants as C
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123"); monkeypatch.setattr(C, "HF_HUB_OFFLINE", True)

@@ -107,7 +107,7 @@ def test_interrupt_while_training_stops_after_the_step_with_a_checkpoint(kernel,
     assert kernel.run("print(run.result['steps'], run.stop_button.description)").split() == [str(last), "Stop"]
     assert workers() == [] and lock_is_free(folder)
     assert psutil.Process(kernel.pid).children(recursive=True) == []
-    print(f"{name}: ■ at step {last}, cell ended in {seconds:.1f} s, checkpoint step_{last:07d}, 0 processes left")
+    print(f"{name}: ■ at step {last}, cell ended in {seconds:.1f} s, checkpoint at step {last}, 0 processes left")
 
 def test_interrupt_before_training_ends_the_cell_at_once(kernel):
     name = "20_colab_quickstart.ipynb"

@@ -65,7 +65,8 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
         f"3 seeds: red/yellow pixels {share(off):.1%} without it (a disc of the model's own colours) -> {share(on):.1%} with it (the subject); "
         f"{paths['comparison']}: top off, bottom on")
     from zimage_nb.sample import Sampler, render_grid, combine, seed_rows, toggle
-    grid = render_grid(Sampler.from_run(res["run"]), seed_rows(DEMO_PROMPT, [1, 2, 3]), combine([dict(setting="turbo", steps=n), dict(setting="non-accelerated")], toggle(TRAINED)),
+    sampler = Sampler.from_run(res["run"])
+    grid = render_grid(sampler, seed_rows(DEMO_PROMPT, [1, 2, 3]), combine([dict(setting="turbo", steps=n), dict(setting="non-accelerated")], toggle(TRAINED)),
                        base=dict(width=64, height=64), title=f"demo LoRA: Turbo {few} vs non-accelerated, off / on", path=out / "comparison_grid.png", progress=False)
     paths["grid"] = out / "comparison_grid.png"
     log(f"comparison grid (rows: seeds; columns: {' / '.join(grid.col_labels)}): {paths['grid']} and .json")
@@ -73,6 +74,12 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     sharp = lambda j: float(np.mean([tiny_purity(im) for im in col(j)]))
     log(f"{few} vs 30 steps with CFG 2, mean pixel difference: {image_distance(col(1), col(3)):.3f} with the LoRA, {image_distance(col(0), col(2)):.3f} without it; "
         f"with the LoRA, sharpness (tiny_purity) {sharp(1):.2f} in {few}, {sharp(3):.2f} in 30 steps")
+    from zimage_nb.report import TinyWorldScorers, card_prompts, report_card
+    card = report_card(sampler, res["run"].out, [Image.open(f) for f in sorted(paths["photos"].glob("*.png"))],
+                       card_prompts("zxq", [DEMO_PROMPT.replace("zxq", "[trigger]")], ["[trigger] disc on a green background"], seeds=(1, 2, 3)),
+                       TinyWorldScorers(), size=dict(width=64, height=64), setting=dict(setting="turbo", steps=n), full_setting="non-accelerated", progress=False)
+    paths["card"] = res["run"].out / "report_card.json"
+    log(f"report card of the checkpoints (offline, so the tiny world's colour features stand in for DINO and CLIP): {paths['card']} and .png\n{card.table()}{card.summary()}")
     paths["seconds"] = time.time() - start
     log(f"done in {paths['seconds']:.0f} s (training {paths['train_seconds']:.0f} s, {paths['train_seconds'] / steps:.2f} s a step): everything is in {out}")
     return paths

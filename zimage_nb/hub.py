@@ -63,7 +63,8 @@ def sampling_recipe(cfg:ZConfig)->dict:
     return dict(**st, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
 
 def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None,
-               shift:float=3.0):   # the sampling scheduler's shift (the LoRA's ComfyUI workflow has the run's)
+               shift:float=3.0,    # the sampling scheduler's shift (the LoRA's ComfyUI workflow has the run's)
+               report=None):       # the run's report card (`report.Card`), if one was made
     "The LoRA's Hub card as a `huggingface_hub.ModelCard` (metadata through `ModelCardData`; `.validate()` before an upload)."
     from huggingface_hub import ModelCard, ModelCardData
     from zimage_nb.config import recipe
@@ -103,6 +104,10 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
     note = next((v for k, v in notes.items() if recipe(cfg).startswith(k)), "")
     if note: body += [note, ""]
     body = [b for b in body if b is not None]
+    if report is not None:
+        scored = ", ".join(f"{k} {v}" for k, v in report.how.get("scorers", {}).items())
+        body += ["## Report card", "", f"Scored after training ({scored}; the DreamBooth paper's DINO, CLIP-I and CLIP-T, each beside the same prompts with the LoRA off):", "",
+                 report.table(), report.summary(), "", "![report card](report_card.png)", ""]
     body += ["## Training", "", "| setting | value |", "|---|---|", f"| recipe | {recipe(cfg)} |", f"| transformer | {tr} |",
              f"| adapter | {tg.type}, rank {tg.rank}, alpha {tg.alpha:g}, modules {tg.modules} |",
              f"| steps | {(metadata or {}).get('zimage_nb.steps', t.steps)} |", f"| learning rate | {t.lr:g} ({t.optimizer}, {t.scheduler}) |",
@@ -193,6 +198,8 @@ def upload_plan(cfg:ZConfig, run_folder:str|Path=None)->list[tuple[Path, str]]:
     if not lora.exists(): raise ZImageError(f"no final LoRA at {lora}", "finish the training first (or point run_folder to the job's folder)")
     plan = [(lora, lora.name), (out / "config.yaml", "config.yaml")]
     for g in sorted(out.glob("*grid*.png")) + sorted(out.glob("*grid*.json")) + sorted(out.glob(f"{cfg.job.name}.comfyui.json")): plan.append((g, g.name))
+    from zimage_nb.report import CARD_FILE
+    plan += [(f, f.name) for f in (out / CARD_FILE, (out / CARD_FILE).with_suffix(".png")) if f.exists()]
     return plan + [(out / "README.md", "README.md")]
 
 def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default: save.hub_repo
@@ -206,7 +213,9 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     grid = next((name for f, name in plan if name.endswith(".png")), None)
     wf = out / f"{cfg.job.name}.comfyui.json"
     shift = next((n["widgets_values"][0] for n in json.loads(wf.read_text())["nodes"] if n["type"] == "ModelSamplingAuraFlow"), 3.0) if wf.exists() else 3.0
-    card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo, shift)
+    from zimage_nb.report import Card, CARD_FILE
+    report = Card.load(out / CARD_FILE) if (out / CARD_FILE).exists() else None
+    card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo, shift, report)
     atomic_write_text(out / "README.md", str(card))
     result = dict(repo=repo, files=[name for _, name in plan], url=f"https://huggingface.co/{repo}")
     if dry_run: return result

@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import atomic_folder, atomic_write_text, release_freed_memory
+from .core import atomic_folder, atomic_path, atomic_write_text, release_freed_memory
 from .caption import _quiet_transformers
 from .tiny import TINY_WORDS
 from .sample import checkpoint_loras, checkpoint_adapter
 
 # %% auto #0
-__all__ = ['SCORER_REPOS', 'TINY_SCORERS_VERSION', 'KEEP_MIN', 'COLUMNS', 'Scorers', 'load_scorers', 'release_scorers',
-           'tiny_scorer_folders', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired', 'sharpness',
-           'CardPrompts', 'card_prompts', 'score_adapters', 'suggest', 'TinyWorldScorers', 'Card', 'report_card']
+__all__ = ['SCORER_REPOS', 'TINY_SCORERS_VERSION', 'KEEP_MIN', 'CARD_FILE', 'COLUMNS', 'Scorers', 'load_scorers',
+           'release_scorers', 'tiny_scorer_folders', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired',
+           'sharpness', 'CardPrompts', 'card_prompts', 'score_adapters', 'suggest', 'TinyWorldScorers', 'Card',
+           'report_card']
 
 # %% ../nbs/09b_report.ipynb
 SCORER_REPOS = {"dino": "facebook/dinov2-small",          # DINOv2 ViT-S/14: 22.1 M parameters, model.safetensors 88.2 MB
@@ -79,7 +80,7 @@ def _pooled(out)->torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 @torch.no_grad()
-def embed_images(sc:Scorers, images:list, kind:str)->torch.Tensor: # kind: "dino" or "clip"
+def embed_images(sc:Scorers, images:list, kind:str="dino")->torch.Tensor: # "dino" or "clip"
     "L2-normalised image features [N, D]: DINOv2's CLS token after its last norm, or CLIP's projected image embedding (a scorer with its own `embed`: that)."
     if hasattr(sc, "embed"): return sc.embed(images, kind)
     images = [im.convert("RGB") for im in images]
@@ -108,8 +109,8 @@ def mean_paired(a:torch.Tensor, b:torch.Tensor)->float:
     return float((a * b).sum(-1).mean())
 
 def sharpness(img)->float:  # a PIL image
-    "Variance of the Laplacian of the grey image in [0, 1] (Pech-Pacheco et al., ICPR 2000): higher is sharper; blur lowers it."
-    g = torch.from_numpy(np.asarray(img.convert("L"), np.float32) / 255.0)[None, None]
+    "Variance of the Laplacian of the grey image in 0-255 (Pech-Pacheco et al., ICPR 2000; OpenCV's usual `Laplacian(gray).var()`): higher is sharper; blur lowers it."
+    g = torch.from_numpy(np.asarray(img.convert("L"), np.float32))[None, None]
     k = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])[None, None]
     return float(torch.nn.functional.conv2d(g, k).var())
 
@@ -184,6 +185,8 @@ class TinyWorldScorers:
         return torch.nn.functional.normalize(torch.tensor(rows), dim=-1)
 
 # %% ../nbs/09b_report.ipynb
+CARD_FILE = "report_card.json"   # in the run folder, with report_card.png beside it
+
 COLUMNS = [("dino", "DINO"), ("dino_gain", "DINO gained"), ("clip_i", "CLIP-I"), ("clip_i_gain", "CLIP-I gained"), ("clip_t", "CLIP-T"),
            ("kept", "base kept"), ("few_step_kept", "few-step kept"), ("sharp", "sharpness"), ("sharp_off", "sharpness, LoRA off")]
 
@@ -200,7 +203,7 @@ class Card:
         "The scores as a markdown table, the suggested checkpoint marked."
         cols = [(k, n) for k, n in COLUMNS if any(k in self.values(l) for l in self.rows)]
         head = "| checkpoint | " + " | ".join(n for _, n in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "-"
+        fmt = lambda v: (f"{v:.3f}" if abs(v) < 10 else f"{v:.0f}") if isinstance(v, float) else "-"
         return head + "".join(f"| {l}{' **(suggested)**' if l == self.suggested else ''} | " + " | ".join(fmt(self.values(l).get(k)) for k, _ in cols) + " |\n" for l in self.rows)
 
     def summary(self)->str:
@@ -223,19 +226,33 @@ class Card:
         return fig
 
     def save(self, path:str|Path)->Path:
-        "The card as JSON (scores, suggestion, how it was measured)."
+        "The card as JSON (scores, suggestion, how it was measured) and its plot beside it as PNG."
+        import matplotlib.pyplot as plt
+        fig = self.plot()
+        with atomic_path(Path(path).with_suffix(".png")) as tmp: fig.savefig(tmp, format="png", dpi=90)
+        plt.close(fig)
         return atomic_write_text(path, json.dumps(dict(rows={l: self.values(l) for l in self.rows}, suggested=self.suggested, keep_min=self.keep_min, how=self.how), indent=1))
+
+    @classmethod
+    def load(cls, path:str|Path)->Card:
+        "A card saved by `save`."
+        return cls(**json.loads(Path(path).read_text()))
 
 def report_card(sampler, run_folder:str|Path, refs:list, # the run folder (its checkpoints and final LoRA) and the training images
                 prompts:CardPrompts, sc:Scorers, size:dict=None, setting:str|dict="turbo", full_setting:str|dict=None,
                 others:dict=None,              # adapters in effect in every sample (e.g. {DISTILL_PATCH: 1.0})
-                keep_min:float=KEEP_MIN, path:str|Path=None, progress:bool=True)->Card:
-    "Score every checkpoint of a run and the final LoRA (`score_adapters`), suggest one (`suggest`), and save the card as JSON if `path`."
+                keep_min:float=KEEP_MIN,
+                path:str|Path=None,            # default: <run folder>/report_card.json (and .png); the run's summary.json names it
+                progress:bool=True)->Card:
+    "Score every checkpoint of a run and the final LoRA (`score_adapters`), suggest one (`suggest`), save the card and name it in the run's summary."
     size, others, rows = dict(size or {}), dict(others or {}), {}
     for label, f in tqdm(checkpoint_loras(run_folder).items(), desc="report card", disable=not progress, leave=False):
         rows[label] = score_adapters(sampler, sc, refs, {**others, checkpoint_adapter(sampler, f): 1.0}, others, prompts, size, setting, full_setting)
     names = {"features": sc.name} if hasattr(sc, "embed") else {k: str(getattr(sc, k).name_or_path) for k in ("dino", "clip")}
     card = Card(rows, suggest(rows, keep_min), keep_min, dict(scorers=names, setting=setting,
                                                               full_setting=full_setting, prompts=asdict(prompts), size=size))
-    if path: card.save(path)
+    path = card.save(path or Path(run_folder) / CARD_FILE)
+    summary = Path(run_folder) / "summary.json"
+    if summary.exists():
+        atomic_write_text(summary, json.dumps({**json.loads(summary.read_text()), "report_card": dict(file=Path(path).name, suggested=card.suggested)}, indent=1))
     return card
