@@ -79,7 +79,7 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
                        card_prompts("zxq", [DEMO_PROMPT.replace("zxq", "[trigger]")], ["[trigger] disc on a green background"], seeds=(1, 2, 3)),
                        TinyWorldScorers(), size=dict(width=64, height=64), setting=dict(setting="turbo", steps=n), full_setting="non-accelerated", progress=False)
     paths["card"] = res["run"].out / "report_card.json"
-    log(f"report card of the checkpoints (offline, so the tiny world's colour features stand in for DINO and CLIP): {paths['card']} and .png\n{card.table()}{card.summary()}")
+    log(f"report card of the checkpoints (offline, so the tiny world's colour features stand in for DINO and CLIP; its suggestion is a hint, bench/RESULTS.md): {paths['card']} and .png\n{card.table()}{card.summary()}")
     paths["seconds"] = time.time() - start
     log(f"done in {paths['seconds']:.0f} s (training {paths['train_seconds']:.0f} s, {paths['train_seconds'] / steps:.2f} s a step): everything is in {out}")
     return paths
