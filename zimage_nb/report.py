@@ -18,8 +18,8 @@ from .sample import checkpoint_loras, checkpoint_adapter
 # %% auto #0
 __all__ = ['SCORER_REPOS', 'TINY_SCORERS_VERSION', 'KEEP_MIN', 'CARD_FILE', 'COLUMNS', 'Scorers', 'load_scorers',
            'release_scorers', 'tiny_scorer_folders', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired',
-           'sharpness', 'CardPrompts', 'card_prompts', 'score_adapters', 'suggest', 'TinyWorldScorers', 'Card',
-           'report_card']
+           'sharpness', 'CardPrompts', 'card_prompts', 'baseline', 'score_adapters', 'suggest', 'TinyWorldScorers',
+           'Card', 'report_card']
 
 # %% ../nbs/09b_report.ipynb
 SCORER_REPOS = {"dino": "facebook/dinov2-small",          # DINOv2 ViT-S/14: 22.1 M parameters, model.safetensors 88.2 MB
@@ -133,26 +133,33 @@ def _images(sampler, prompts:list, seeds:tuple, adapters:dict, setting:str|dict,
     st = dict(setting=setting) if isinstance(setting, str) else dict(setting)   # a name, or {"setting": name, "steps": n, ...}
     return [sampler.image(p, s, adapters=adapters, **st, **size) for p in prompts for s in seeds]
 
-def score_adapters(sampler, sc:Scorers, refs:list,   # the training images
-                   on:dict, off:dict,                 # adapters in effect with the LoRA, and without it ({} = the base model)
+def baseline(sampler, sc:Scorers, refs:list, # the training images
+             off:dict,                         # adapters in effect without the LoRA ({} = the base model)
+             prompts:CardPrompts, size:dict, setting:str|dict="turbo")->dict:
+    "What every row of a card compares with, computed once: the training images' features and the LoRA-off samples' features."
+    subj, klass = (_images(sampler, ps, prompts.seeds, off, setting, size) for ps in (prompts.subject, prompts.klass))
+    return dict(ref_dino=embed_images(sc, refs, "dino"), ref_clip=embed_images(sc, refs, "clip"), subj_dino=embed_images(sc, subj, "dino"),
+                subj_clip=embed_images(sc, subj, "clip"), class_dino=embed_images(sc, klass, "dino"), sharp_off=float(np.mean([sharpness(i) for i in subj])))
+
+def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
+                   on:dict,                           # adapters in effect with the LoRA
                    prompts:CardPrompts, size:dict,
                    setting:str|dict="turbo",          # how the card samples: a SAMPLING name, or {"setting": name, "steps": n}
                    full_setting:str|dict=None)->dict: # a non-accelerated setting to compare the few-step samples with (Turbo recipes)
     "One row of the card: subject fidelity (DINO, CLIP-I, with and without the LoRA), prompt fidelity (CLIP-T), what the base keeps, and few-step quality."
-    ref_d, ref_c = embed_images(sc, refs, "dino"), embed_images(sc, refs, "clip")
-    subj_on, subj_off = (_images(sampler, prompts.subject, prompts.seeds, a, setting, size) for a in (on, off))
-    row = dict(dino=mean_pairwise(embed_images(sc, subj_on, "dino"), ref_d), dino_off=mean_pairwise(embed_images(sc, subj_off, "dino"), ref_d),
-               clip_i=mean_pairwise(embed_images(sc, subj_on, "clip"), ref_c), clip_i_off=mean_pairwise(embed_images(sc, subj_off, "clip"), ref_c))
+    subj_on = _images(sampler, prompts.subject, prompts.seeds, on, setting, size)
+    subj_dino = embed_images(sc, subj_on, "dino")
+    row = dict(dino=mean_pairwise(subj_dino, base["ref_dino"]), dino_off=mean_pairwise(base["subj_dino"], base["ref_dino"]),
+               clip_i=mean_pairwise(embed_images(sc, subj_on, "clip"), base["ref_clip"]), clip_i_off=mean_pairwise(base["subj_clip"], base["ref_clip"]))
     if prompts.context:
         ctx = _images(sampler, prompts.context, prompts.seeds, on, setting, size)
         t = embed_texts(sc, prompts.context)
         row["clip_t"] = float(np.mean([float(embed_images(sc, [im], "clip")[0] @ t[i // len(prompts.seeds)]) for i, im in enumerate(ctx)]))
-    k_on, k_off = (_images(sampler, prompts.klass, prompts.seeds, a, setting, size) for a in (on, off))
-    row["kept"] = mean_paired(embed_images(sc, k_on, "dino"), embed_images(sc, k_off, "dino"))
-    row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in subj_on])), float(np.mean([sharpness(i) for i in subj_off]))
+    row["kept"] = mean_paired(embed_images(sc, _images(sampler, prompts.klass, prompts.seeds, on, setting, size), "dino"), base["class_dino"])
+    row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in subj_on])), base["sharp_off"]
     if full_setting:
         full = _images(sampler, prompts.subject, prompts.seeds, on, full_setting, size)
-        row["few_step_kept"] = mean_paired(embed_images(sc, subj_on, "dino"), embed_images(sc, full, "dino"))
+        row["few_step_kept"] = mean_paired(subj_dino, embed_images(sc, full, "dino"))
     return row
 
 def suggest(rows:dict,                 # {checkpoint label: score_adapters row}
@@ -246,8 +253,9 @@ def report_card(sampler, run_folder:str|Path, refs:list, # the run folder (its c
                 progress:bool=True)->Card:
     "Score every checkpoint of a run and the final LoRA (`score_adapters`), suggest one (`suggest`), save the card and name it in the run's summary."
     size, others, rows = dict(size or {}), dict(others or {}), {}
+    base = baseline(sampler, sc, refs, others, prompts, size, setting)                  # the LoRA-off side, the same for every checkpoint
     for label, f in tqdm(checkpoint_loras(run_folder).items(), desc="report card", disable=not progress, leave=False):
-        rows[label] = score_adapters(sampler, sc, refs, {**others, checkpoint_adapter(sampler, f): 1.0}, others, prompts, size, setting, full_setting)
+        rows[label] = score_adapters(sampler, sc, base, {**others, checkpoint_adapter(sampler, f): 1.0}, prompts, size, setting, full_setting)
     names = {"features": sc.name} if hasattr(sc, "embed") else {k: str(getattr(sc, k).name_or_path) for k in ("dino", "clip")}
     card = Card(rows, suggest(rows, keep_min), keep_min, dict(scorers=names, setting=setting,
                                                               full_setting=full_setting, prompts=asdict(prompts), size=size))
