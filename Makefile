@@ -1,5 +1,5 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
-.PHONY: test export readme browser-test floors release-check gpu-rehearsal panels-ipywidgets7
+.PHONY: test export readme docs browser-test floors release-check gpu-rehearsal panels-ipywidgets7
 test:
 	@echo "== notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
@@ -32,6 +32,10 @@ export:
 	nbdev_export
 readme:
 	python tools/make_readme.py
+
+# The docs site in _docs/ (one page per notebook, with its saved outputs; open _docs/index.html). The browser test builds and opens it.
+docs:
+	python tools/make_docs.py
 
 # The panels in a real browser (Voila + Debian's chromium + Playwright). Not part of `make test` (it needs a system
 # package); .ci/run installs chromium and runs it after `make test`. Set up once: apt-get install chromium && pip install -e ".[browser]"

@@ -8,7 +8,8 @@ import sys, tempfile, time
 from pathlib import Path
 import torch
 from zimage_nb.tiny import tiny_pipeline, tiny_image
-from zimage_nb.models import load_pipeline, load_transformer, relative_error, tiny_forward, weight_report
+from zimage_nb.models import load_pipeline, load_transformer, relative_error, tiny_forward
+from zimage_nb.weights import weight_report
 
 def main():
     if not torch.cuda.is_available(): sys.exit("needs a CUDA GPU")

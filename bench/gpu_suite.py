@@ -121,7 +121,8 @@ def _load_child(folder, single_file, device):
     "In a fresh process: stream the transformer into NF4 on `device`; print wall time, host RAM peak, VRAM after."
     import torch
     from zimage_nb.core import peak_rss
-    from zimage_nb.models import load_transformer, weight_report
+    from zimage_nb.models import load_transformer
+    from zimage_nb.weights import weight_report
     t0 = time.time()
     with peak_rss() as m:
         tr = load_transformer(folder, "nf4", torch.bfloat16, device, single_file=single_file or None, progress=False)

@@ -46,7 +46,8 @@ def measure(folder: Path, path: Path, mode: str, quant: str) -> dict:
     "Run in a fresh process: load `path` in `mode`, return the peak RSS above the pre-load level."
     import torch
     from zimage_nb.core import peak_rss
-    from zimage_nb.models import load_transformer, weight_report, quantize_linears, place_tensor, transformer_key_targets
+    from zimage_nb.models import load_transformer
+    from zimage_nb.weights import weight_report, quantize_linears, place_tensor, transformer_key_targets
     from zimage_nb.arch import BLOCK_LISTS
     t0 = time.time()
     with peak_rss() as m:

@@ -24,7 +24,7 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import ZImageTransformer2DModel
 from zimage_nb.config import preset
-from zimage_nb.models import quantize_linears, place_tensor
+from zimage_nb.weights import quantize_linears, place_tensor
 from zimage_nb.arch import BLOCK_LISTS
 from zimage_nb.planner import estimate_training, measured_parts, TensorPeak, GUESS
 from zimage_nb.tiny import TINY_TRANSFORMER
@@ -104,7 +104,7 @@ def run_one(scale, layers, quant, res, ckpt, offload, steps, device, batch=1, ca
     if cuda: row.update(alloc=torch.cuda.max_memory_allocated(), reserved=torch.cuda.max_memory_reserved())
     if after: row.update(after(run))
     if run.offload: run.offload.remove(to_device=False)
-    del run, tr
+    run = tr = None   # frees the model before the next row (the closures above share `run`)
     return row
 
 def fmt(x, extrapolated=False):

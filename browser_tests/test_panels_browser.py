@@ -106,3 +106,18 @@ def test_the_upload_button_delivers_under_the_message_limit_and_says_what_to_do_
     pick_files(page, zip_of_images(2))
     page.wait_for_timeout(10_000)
     expect(page.get_by_text("kernel received: 1 upload(s), the last of 1 file(s)")).to_be_visible()           # the button is dead: what the note says
+
+def test_docs_site_pages_render(page, tmp_path):
+    "The docs site (tools/make_docs.py) opened as a reader opens it: the front page's tables, a stage's pictures and its sidebar."
+    subprocess.run([sys.executable, str(HERE.parent / "tools" / "make_docs.py"), "--out", str(tmp_path)], check=True, capture_output=True)
+    loaded = lambda: page.evaluate("[...document.images].filter(i => !/^https?:/.test(i.getAttribute('src'))).map(i => i.complete && i.naturalWidth > 0)")   # the badges are remote
+    page.goto((tmp_path / "index.html").as_uri())
+    expect(page.locator("h1").first).to_contain_text("zimage-nb")
+    assert page.locator("table").count() >= 2 and page.get_by_role("cell", name="`09b_report`").count() + page.locator("td code", has_text="09b_report").count() >= 1
+    assert loaded() and all(loaded()), "a picture of the front page did not load"
+    assert page.locator("a[href*='colab.research.google.com']").count() >= 1
+    page.locator(".zimage-nav a", has_text="09_sample").click()
+    expect(page).to_have_url(re.compile(r"09_sample\.html$"))
+    images = loaded()
+    assert len(images) >= 4 and all(images), images                                 # the comparison grids saved in the notebook
+    assert page.locator(".jp-CodeCell").count() > 5 and page.get_by_text("#| export").count() == 0

@@ -20,7 +20,7 @@ Both record every `torch.cuda` call in `.cuda_calls` (name, whether it would ini
 `python tests/fake_cuda.py` runs the real-size rows and prints them; tests/test_fake_cuda.py runs all of it.
 """
 from __future__ import annotations
-import contextlib, functools, traceback, types
+import contextlib, functools, io, re, traceback, types
 import numpy as np
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode, FakeTensor
@@ -522,7 +522,7 @@ def real_transformer_forward(res:int=1024,                 # image side in pixel
     from accelerate import init_empty_weights
     from diffusers import ZImageTransformer2DModel
     from zimage_nb.flow import predict
-    from zimage_nb.models import fp16_safe as hooks
+    from zimage_nb.precision import fp16_safe as hooks
     with init_empty_weights(): tr = ZImageTransformer2DModel()
     tr.requires_grad_(False)
     with FakeCuda(gpu) as fc:
@@ -564,15 +564,17 @@ def real_size_loading(folder, quant:str="nf4", single_file=None, res:int=512, dt
     `sparse_checkpoint` onto fake CUDA, then one `predict` at `res`: bytes of the weights and the forward's peak."""
     from zimage_nb.flow import predict
     from zimage_nb.models import load_transformer
+    out = io.StringIO()
     with FakeCuda() as fc:
-        tr = load_transformer(folder, quant, dtype, "cuda", single_file=single_file, progress=False)
+        with contextlib.redirect_stdout(out): tr = load_transformer(folder, quant, dtype, "cuda", single_file=single_file, progress=True)   # prints its LoadReport
         n4 = nf4_stand_ins(tr) if quant == "nf4" else 0
         weights = fc.memory.current; fc.memory.reset_peak()
         lat = res // 8
         with torch.no_grad(): pred = predict(tr, torch.randn(1, 16, lat, lat, device="cuda"), torch.tensor([0.5], device="cuda"),
                                              [torch.randn(100, 2560, device="cuda", dtype=dtype)], dtype)
         on_cuda = all(t.device == CUDA0 for t in list(tr.parameters()) + list(tr.buffers()))
-    return dict(quant=quant, loaded=tr.load_report.loaded, skipped=len(tr.load_report.skipped), nf4_layers=n4, weights=weights,
+    loaded, skipped = map(int, re.search(r": (\d+) tensors from .* (\d+) checkpoint tensors unused", out.getvalue()).groups())
+    return dict(quant=quant, loaded=loaded, skipped=skipped, nf4_layers=n4, weights=weights,
                 forward_peak=fc.memory.peak, shape=tuple(pred.shape), device=str(pred.device), on_cuda=on_cuda)
 
 def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, tokens:int=512, gpu:str="T4")->dict:
@@ -580,7 +582,7 @@ def text_encoder_caching_peak(quant:str="nf4", dtype:torch.dtype=torch.float32, 
     from accelerate import init_empty_weights
     from transformers import Qwen3Config, Qwen3Model
     from zimage_nb.cache import encode_prompts
-    from zimage_nb.models import quantize_linears
+    from zimage_nb.weights import quantize_linears
     from zimage_nb.tiny import tiny_pipeline
     tok = tiny_pipeline().tokenizer
     with init_empty_weights(): te = Qwen3Model(Qwen3Config(**QWEN3_4B))

@@ -36,9 +36,9 @@ def hub():
     StallingHub.stop.set(); s.shutdown()
 
 CHILD = f"""
-import sys, zimage_nb.models as M
-M.STALL_S = 3
-try: M.hub_file({REPO!r}, {FILE!r}, cache_dir=sys.argv[1], progress=True)
+import sys, zimage_nb.sources as S
+S.STALL_S = 3
+try: S.hub_file({REPO!r}, {FILE!r}, cache_dir=sys.argv[1], progress=True)
 except KeyboardInterrupt: print("INTERRUPTED", flush=True); sys.exit(130)
 """
 
@@ -63,7 +63,7 @@ def test_a_stalled_download_is_reported_with_the_fix_and_interrupt_ends_it(hub, 
 def test_plain_downloads_turns_hf_xet_off_in_this_python(monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.utils._runtime import is_xet_available
-    from zimage_nb.models import plain_downloads
+    from zimage_nb.sources import plain_downloads
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False); monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
     plain_downloads()
     assert constants.HF_HUB_DISABLE_XET and os.environ["HF_HUB_DISABLE_XET"] == "1" and not is_xet_available()

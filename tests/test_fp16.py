@@ -9,7 +9,8 @@ from zimage_nb.config import preset
 from zimage_nb.core import ZImageError
 from zimage_nb.flow import predict, flow_loss
 from zimage_nb.lora import add_trainable_lora
-from zimage_nb.models import fp16_safe, fp16_scale, relative_error
+from zimage_nb.precision import fp16_safe, fp16_scale
+from zimage_nb.models import relative_error
 from zimage_nb.tiny import tiny_pipeline
 
 def test_scaling_is_exact_at_real_width_in_fp32():

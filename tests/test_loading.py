@@ -8,8 +8,9 @@ from diffusers import ZImageTransformer2DModel
 from zimage_nb.core import ZImageError
 from zimage_nb.arch import in_blocks
 from zimage_nb.tiny import tiny_image, tiny_pipeline, write_single_file, write_tiny_lora, to_original_layout
-from zimage_nb.models import (load_pipeline, load_text_encoder, load_transformer, model_folder, relative_error,
-                              tiny_forward, weight_report, weight_files)
+from zimage_nb.models import load_pipeline, load_text_encoder, load_transformer, relative_error, tiny_forward
+from zimage_nb.sources import model_folder
+from zimage_nb.weights import weight_report, weight_files
 
 def arr(img): return np.asarray(img, dtype=np.int16)
 
@@ -105,7 +106,7 @@ def test_folder_errors(tiny_folder, tmp_path):
     with pytest.raises(ZImageError, match=r"no \.safetensors weights .* \(only \.bin files\)"): weight_files(tmp_path / "transformer")
 
 def test_hub_download_asks_only_for_needed_subfolders(monkeypatch, tiny_folder):
-    import zimage_nb.models as M
+    import zimage_nb.sources as M
     from types import SimpleNamespace as NS
     seen = {}
     class Api:
@@ -136,7 +137,7 @@ def test_tiny_model_folder_replaces_a_half_written_one(tmp_path):
     assert (arr(tiny_image(pipe)) == arr(tiny_image(tiny_pipeline()))).all()
 
 def test_hub_model_with_a_single_file_transformer_fetches_only_its_config(monkeypatch, tiny, tiny_folder, tmp_path):
-    import zimage_nb.models as M
+    import zimage_nb.sources as M
     from types import SimpleNamespace as NS
     seen = {}
     class Api:
@@ -153,5 +154,5 @@ def test_unreadable_tensor_types_are_named(tmp_path):
     import struct
     header = json.dumps({"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}).encode()
     (tmp_path / "f.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0")
-    from zimage_nb.models import safetensors_entries
+    from zimage_nb.weights import safetensors_entries
     with pytest.raises(ZImageError, match="stores tensors as F4"): safetensors_entries(tmp_path / "f.safetensors")

@@ -6,11 +6,14 @@ from pathlib import Path
 from types import SimpleNamespace as NS
 import pytest, torch
 from safetensors.torch import save_file, load_file
-import zimage_nb.models as M
+import zimage_nb.models as M, zimage_nb.sources as S
+from huggingface_hub.errors import RepositoryNotFoundError
 from zimage_nb.config import preset, PRESETS
 from zimage_nb.lora import lora_file, read_lora
 from zimage_nb.sources import REPOS, download_plan
+from zimage_nb.weights import weight_report
 from zimage_nb.tiny import tiny_pipeline, to_original_layout, write_tiny_lora
+from zimage_nb.report import tiny_scorer_folders
 
 def shard(sd:dict, folder:Path, stem:str, n:int):
     "A state dict split over the shards a real folder has, with its index."
@@ -65,6 +68,15 @@ def hub(tmp_path_factory):
     (root / "tmp.safetensors").unlink()
     for f in REPOS["Qwen/Qwen3-VL-2B-Instruct"]["files"]:                           # names only: the captioner itself is tested offline (05b_caption)
         (root / "Qwen/Qwen3-VL-2B-Instruct" / f).write_text("{}")
+    scorers = tiny_scorer_folders(root / "tiny-scorers")                              # the report card's scorers, in their repositories' names
+    d, c = root / "facebook/dinov2-small", root / "openai/clip-vit-base-patch32"
+    for f in ("config.json", "preprocessor_config.json", "model.safetensors"): shutil.copy(scorers["dino"] / f, d / f)
+    torch.save(load_file(str(d / "model.safetensors")), d / "pytorch_model.bin")         # the twin a download must not fetch
+    for f in ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"): shutil.copy(scorers["clip"] / f, c / f)
+    torch.save(load_file(str(scorers["clip"] / "model.safetensors")), c / "pytorch_model.bin")   # main's only PyTorch weights
+    for f in ("vocab.json", "special_tokens_map.json"): (c / f).write_text("{}")
+    for f in ("merges.txt", "tf_model.h5", "flax_model.msgpack"): (c / f).write_text("")
+    shutil.rmtree(root / "tiny-scorers")
     served = {repo: sorted(str(p.relative_to(root / repo)) for p in (root / repo).rglob("*") if p.is_file()) for repo in REPOS}
     for repo, files in served.items(): assert set(files) == set(REPOS[repo]["files"]), repo   # the fake Hub holds exactly the listed names
     return root
@@ -74,7 +86,7 @@ def fake(hub, tmp_path, monkeypatch):
     "The Hub calls zimage-nb makes, served from `hub`; `fetched` records every file handed out."
     fetched, cache = [], tmp_path / "cache"
     def files(repo):
-        if repo not in REPOS: raise M.RepositoryNotFoundError.__new__(M.RepositoryNotFoundError)
+        if repo not in REPOS: raise RepositoryNotFoundError.__new__(RepositoryNotFoundError)
         return REPOS[repo]["files"]
     class Api:
         def model_info(self, repo, token=None, files_metadata=False):
@@ -88,7 +100,7 @@ def fake(hub, tmp_path, monkeypatch):
         if filename not in files(repo): pytest.fail(f"asked {repo} for {filename}, which it does not hold")
         (cache / repo / filename).parent.mkdir(parents=True, exist_ok=True); shutil.copy(hub / repo / filename, cache / repo / filename)
         fetched.append(f"{repo}/{filename}"); return str(cache / repo / filename)
-    monkeypatch.setattr(M, "HfApi", Api); monkeypatch.setattr(M, "snapshot_download", snapshot)
+    monkeypatch.setattr(S, "HfApi", Api); monkeypatch.setattr(S, "snapshot_download", snapshot)
     import huggingface_hub; monkeypatch.setattr(huggingface_hub, "hf_hub_download", file)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, token=None, allow_patterns=None, **kw: snapshot(repo, allow_patterns or ["*"]))
     return fetched
@@ -100,7 +112,7 @@ def test_every_preset_downloads_what_it_needs_and_loads_it(name, fake):
     assert {"tokenizer", "vae", "scheduler"} <= {p.name for p in folder.iterdir()} and not (folder / "text_encoder").exists()   # the 8 GB part waits
     M.components_folder(cfg, ("text_encoder",))
     tr = M.load_run_transformer(cfg, torch.float32, "cpu")
-    assert tr.load_report.loaded > 0 and tr.load_report.quantized > 0
+    assert weight_report(tr)["quantized_layers"] > 0
     for spec, field in ((cfg.model.training_adapter if cfg.model.variant == "turbo" else "", "model.training_adapter"), (cfg.model.distill_patch, "model.distill_patch")):
         if spec: assert read_lora(lora_file(spec, field), field)
     want = {f"{f.repo}/{p}" for f in download_plan(cfg) for p in REPOS[f.repo]["files"] if any(fnmatch.fnmatch(p, x) for x in f.patterns)}
@@ -122,3 +134,17 @@ def test_the_captioner_download_is_in_the_plan(fake):
     folder = captioner_folder(cfg.advanced.caption_model)
     assert (folder / "model.safetensors").exists() and (folder / "preprocessor_config.json").exists()
     assert set(fake) == {f"Qwen/Qwen3-VL-2B-Instruct/{f}" for f in REPOS["Qwen/Qwen3-VL-2B-Instruct"]["files"]}
+
+def test_the_report_cards_scorers_download_what_the_plan_says_and_load(fake):
+    """The card's DINOv2 and CLIP come by their real repositories' file names: the weights once (CLIP's pytorch_model.bin: its main branch
+    has no safetensors), no TensorFlow / Flax twins; what is fetched is what the plan counts, and it loads through the real classes."""
+    from PIL import Image
+    from zimage_nb.report import load_scorers, embed_images, embed_texts, release_scorers
+    plan = download_plan(preset(), parts=(), adapters=False, scorers=True)
+    assert [(f.repo, round(f.bytes / 1e6)) for f in plan] == [("facebook/dinov2-small", 88), ("openai/clip-vit-base-patch32", 609)]
+    sc = load_scorers()
+    im = Image.new("RGB", (64, 64), (200, 30, 30))
+    assert embed_images(sc, [im], "dino").shape == (1, 32) and embed_images(sc, [im], "clip").shape == (1, 16) and embed_texts(sc, ["a red disc"]).shape == (1, 16)
+    release_scorers(sc)
+    want = {f"{f.repo}/{p}" for f in plan for p in REPOS[f.repo]["files"] if any(fnmatch.fnmatch(p, x) for x in f.patterns)}
+    assert set(fake) == want and not any(f.endswith((".h5", ".msgpack", "dinov2-small/pytorch_model.bin")) for f in fake), sorted(fake)

@@ -109,14 +109,8 @@ def captioner_folder(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, 
     repo = CAPTION_MODELS.get(name, name)
     if repo.count("/") != 1: raise ZImageError(f"captioner {name!r} is not a folder, a Hub id or one of {', '.join(CAPTION_MODELS)}", "check the name or path")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import RepositoryNotFoundError
-    from zimage_nb.models import _is_network_error, watched_download
-    try: return Path(watched_download(repo, lambda: snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS))))
-    except RepositoryNotFoundError: raise ZImageError(f"captioner {repo} was not found on the Hub", f"check the name; known ones: {', '.join(CAPTION_MODELS)}") from None
-    except Exception as e:
-        if not _is_network_error(e): raise
-        raise ZImageError(f"the Hub cannot be reached to fetch the captioner {repo} ({type(e).__name__})",
-                          "connect to the internet (Kaggle: Settings > Internet on), pass a local folder of the model, or write the captions yourself") from None
+    from zimage_nb.sources import hub_call
+    return Path(hub_call(repo, lambda: snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS)), what=f"the captioner {repo}"))
 
 def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a local folder, or "tiny"
                    quant:str="nf4",        # nf4 | int8 | bf16 (nf4 / int8 need a CUDA GPU; elsewhere the compute dtype is used)

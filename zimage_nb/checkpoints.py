@@ -14,15 +14,11 @@ from .config import save_config, recipe, run_folder, checkpoint_folder
 from .lora import TRAINED, export_lora, trained_state
 
 # %% auto #0
-__all__ = ['SLOTS', 'data_manifest', 'safe_load', 'checkpoint_bytes', 'disk_need', 'disk_full_error', 'check_disk',
-           'save_checkpoint', 'checkpoint_step', 'list_checkpoints', 'run_checkpoints', 'checkpoint_ok', 'lora_header',
+__all__ = ['SLOTS', 'data_manifest', 'safe_load', 'checkpoint_step', 'list_checkpoints', 'run_checkpoints', 'checkpoint_bytes',
+           'disk_need', 'disk_full_error', 'check_disk', 'lora_header', 'save_checkpoint', 'checkpoint_ok',
            'load_checkpoint', 'resume_latest', 'mirror_checkpoint']
 
 # %% ../nbs/07e_checkpoints.ipynb
-def _sha_file(p:Path)->str:
-    import hashlib
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
-
 def data_manifest(run:Run)->list:
     "What was trained on: (latent key, text key, file, resolution) per item."
     return [[it.latent, it.text, it.file, it.resolution] for it in run.items]
@@ -36,6 +32,8 @@ def _numpy_state(s)->tuple:
     kind, keys, *rest = s
     return (kind, np.asarray(keys, dtype=np.uint32), *rest)
 
+
+# %% ../nbs/07e_checkpoints.ipynb
 def safe_load(path:Path):
     "torch.load that cannot run code: tensors, numbers, strings and containers only (`weights_only=True`); numpy arrays of checkpoints from before 0.1.0 allowed by name."
     import pickle
@@ -48,6 +46,31 @@ def safe_load(path:Path):
         raise ZImageError(f"checkpoint file {path} holds Python objects that could run code when loaded (a tampered or foreign file), so it was not loaded",
                           f"resume from a checkpoint this run wrote, or move {Path(path).parent} away to skip it (training then resumes from an older one, or starts fresh)") from e
 
+
+# %% ../nbs/07e_checkpoints.ipynb
+SLOTS = ("latest-a", "latest-b")   # the two fixed folders of a run folder that hold its newest checkpoint, alternately
+
+def checkpoint_step(ck:Path)->int:
+    "The step a checkpoint folder holds: from its name (step_<n>), or a slot's state.json (-1 while empty or being written)."
+    if ck.name.startswith("step_"): return int(ck.name.split("_")[1])
+    try: return int(json.loads((ck / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError): return -1
+
+def list_checkpoints(*roots:Path)->list[Path]:
+    "Checkpoint folders (step_<n> and slots) under `roots`, one per step (the first root's wins), oldest first."
+    found = {}
+    for root in map(Path, roots):
+        if root.exists():
+            for ck in sorted(root.glob("step_*")) + [root / s for s in SLOTS]:
+                if ck.is_dir() and (k := checkpoint_step(ck)) >= 0: found.setdefault(k, ck)
+    return [found[k] for k in sorted(found)]
+
+def run_checkpoints(cfg:ZConfig)->list[Path]:
+    "Every checkpoint of a job: the rotating ones, and with `save.local_dir` the slots in the run folder (the only ones in a new session)."
+    return list_checkpoints(checkpoint_folder(cfg), run_folder(cfg) / "checkpoints")
+
+
+# %% ../nbs/07e_checkpoints.ipynb
 def checkpoint_bytes(run:Run)->int:
     "Disk one checkpoint takes: the last one written, else the LoRA in fp32 plus two fp32 optimizer moments and 1 MiB of the rest."
     if cks := list_checkpoints(checkpoint_folder(run.cfg)): return sum(f.stat().st_size for f in cks[-1].iterdir())
@@ -77,6 +100,25 @@ def check_disk(run:Run):
     if free < one: raise disk_full_error(run, "a first checkpoint")
     if free < need: warnings.warn(f"{root} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
                                   f"(save.keep = {run.cfg.save.keep} checkpoints of {one / 2**20:.0f} MiB, the LoRA and samples): it may stop with a full disk; lower save.keep or free space")
+
+
+# %% ../nbs/07e_checkpoints.ipynb
+def lora_header(run:Run)->dict:
+    "Training facts written into every LoRA file's header."
+    c = run.cfg
+    from zimage_nb.sources import transformer_location, components_location
+    try: where = dict(transformer=str(transformer_location(c)), components=str(components_location(c)))
+    except ZImageError: where = dict(transformer=c.model.transformer_file or c.model.name_or_path, components=c.model.components)
+    return dict(base_model=c.model.name_or_path, **where, variant=c.model.variant, recipe=recipe(c), trigger_word=c.job.trigger_word,
+                rank=c.target.rank, alpha=c.target.alpha, modules=c.target.modules, steps=run.step, total_steps=c.training.steps,
+                resolutions=sorted({r for d in c.datasets for r in d.resolutions}), lr=c.training.lr, optimizer=c.training.optimizer,
+                training_adapter=c.model.training_adapter if run.training_adapter else "", distill_patch=c.model.distill_patch, seed=c.job.seed)
+
+
+# %% ../nbs/07e_checkpoints.ipynb
+def _sha_file(p:Path)->str:
+    import hashlib
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 def save_checkpoint(run:Run)->Path:
     "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`; with `save.local_dir`, copy it into a slot of the run folder."
@@ -109,25 +151,8 @@ def save_checkpoint(run:Run)->Path:
     if run.cfg.save.local_dir: mirror_checkpoint(final, run.out / "checkpoints")
     return final
 
-def checkpoint_step(ck:Path)->int:
-    "The step a checkpoint folder holds: from its name (step_<n>), or a slot's state.json (-1 while empty or being written)."
-    if ck.name.startswith("step_"): return int(ck.name.split("_")[1])
-    try: return int(json.loads((ck / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError): return -1
 
-def list_checkpoints(*roots:Path)->list[Path]:
-    "Checkpoint folders (step_<n> and slots) under `roots`, one per step (the first root's wins), oldest first."
-    found = {}
-    for root in map(Path, roots):
-        if root.exists():
-            for ck in sorted(root.glob("step_*")) + [root / s for s in SLOTS]:
-                if ck.is_dir() and (k := checkpoint_step(ck)) >= 0: found.setdefault(k, ck)
-    return [found[k] for k in sorted(found)]
-
-def run_checkpoints(cfg:ZConfig)->list[Path]:
-    "Every checkpoint of a job: the rotating ones, and with `save.local_dir` the slots in the run folder (the only ones in a new session)."
-    return list_checkpoints(checkpoint_folder(cfg), run_folder(cfg) / "checkpoints")
-
+# %% ../nbs/07e_checkpoints.ipynb
 def checkpoint_ok(ck:Path)->bool:
     "Does every file of `ck` match the checksum its state.json recorded?"
     try:
@@ -135,18 +160,8 @@ def checkpoint_ok(ck:Path)->bool:
         return all(_sha_file(ck / n) == h for n, h in st["files"].items())
     except Exception: return False
 
-# %% ../nbs/07e_checkpoints.ipynb
-def lora_header(run:Run)->dict:
-    "Training facts written into every LoRA file's header."
-    c = run.cfg
-    from zimage_nb.sources import transformer_location, components_location
-    try: where = dict(transformer=str(transformer_location(c)), components=str(components_location(c)))
-    except ZImageError: where = dict(transformer=c.model.transformer_file or c.model.name_or_path, components=c.model.components)
-    return dict(base_model=c.model.name_or_path, **where, variant=c.model.variant, recipe=recipe(c), trigger_word=c.job.trigger_word,
-                rank=c.target.rank, alpha=c.target.alpha, modules=c.target.modules, steps=run.step, total_steps=c.training.steps,
-                resolutions=sorted({r for d in c.datasets for r in d.resolutions}), lr=c.training.lr, optimizer=c.training.optimizer,
-                training_adapter=c.model.training_adapter if run.training_adapter else "", distill_patch=c.model.distill_patch, seed=c.job.seed)
 
+# %% ../nbs/07e_checkpoints.ipynb
 def load_checkpoint(run:Run, ck:Path):
     "Restore LoRA, optimizer, scheduler, scaler, RNG and counters from `ck`."
     from peft import set_peft_model_state_dict
@@ -181,9 +196,8 @@ def resume_latest(run:Run)->Path|None:
         warnings.warn(f"checkpoint {ck} is damaged (checksum mismatch or missing file): skipped")
     return None
 
-# %% ../nbs/07e_checkpoints.ipynb
-SLOTS = ("latest-a", "latest-b")   # the two fixed folders of a run folder that hold its newest checkpoint, alternately
 
+# %% ../nbs/07e_checkpoints.ipynb
 def _rewrite(src:Path, dst:Path):
     "Copy `src` over `dst` in place (same file, truncated to the new length), then fsync."
     with open(src, "rb") as s, open(dst, "r+b" if dst.exists() else "wb") as d:

@@ -25,7 +25,8 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     import numpy as np, torch
     from PIL import Image
     from zimage_nb.hardware import detect_hardware
-    from zimage_nb.models import load_pipeline, tiny_model_folder, weight_report
+    from zimage_nb.models import load_pipeline, tiny_model_folder
+    from zimage_nb.weights import weight_report
     from zimage_nb.tiny import tiny_image, tiny_pipeline, subject_share, tiny_turbo_file, image_distance, tiny_purity, TINY_TURBO_STEPS
     from zimage_nb.train import train, eval_loss
     from zimage_nb.tiny import write_demo_dataset

@@ -18,7 +18,7 @@ __all__ = ['IMAGE_EXTS', 'CAPTION_LIMIT', 'ENTRY_LIMIT', 'UNPACK_REPORT', 'CAPTI
            'is_junk', 'unpack_zip', 'unpack_report', 'uploaded_files', 'unpack_upload', 'export_hf_dataset',
            'source_folder', 'read_caption', 'make_caption', 'check_sources', 'bucket_sizes', 'pick_bucket',
            'crop_to_bucket', 'Skip', 'clean_image', 'FileReport', 'DatasetReport', 'prepared_name', 'prepare_dataset',
-           'preview_grid', 'caption_tokens', 'long_captions', 'prepare_datasets']
+           'preview_grid', 'caption_tokens', 'long_captions', 'prepare_datasets', 'prepare_config_dataset']
 
 # %% ../nbs/05_data.ipynb
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
@@ -343,6 +343,8 @@ def prepared_name(rel:str)->str:
     stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix().replace("/", "__"))[-80:]
     return f"{stem}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}.png"
 
+
+# %% ../nbs/05_data.ipynb
 def _is_sidecar_mask(p:Path, images:set)->bool:
     "True for `name.mask.png` (any image extension) lying beside an image `name.*`."
     stem = p.with_suffix("")
@@ -363,6 +365,75 @@ def _find_mask(p:Path, rel:str, sidecars:dict, in_folder:dict, alpha)->tuple:
     if (f := in_folder.get(Path(rel).with_suffix("").as_posix())): return "folder", f
     return ("transparency", alpha) if alpha is not None else ("", None)
 
+def _loss_mask(p:Path, rel:str, inv, alpha, size:tuple, fixes:list, large:str)->tuple:
+    "(mask source, 'L' image) of an image's loss mask, or ('ignored', None) with the reason added to `fixes` when it cannot be used."
+    mask_from, mask = _find_mask(p, rel, inv.sidecars, inv.in_folder, alpha)
+    if isinstance(mask, Path):
+        try: mask = _mask_image(mask.read_bytes(), large)
+        except Exception as e: fixes.append(f"mask {mask.name} unreadable ({e}): the image trains unmasked"); return "ignored", None   # one bad mask stops nothing
+    if mask is not None and mask.size != size:
+        fixes.append(f"mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}: mask ignored (the image trains unmasked); resize the mask to its image")
+        return "ignored", None
+    return mask_from, mask
+
+
+# %% ../nbs/05_data.ipynb
+@dataclass
+class _Inventory:
+    "A dataset folder's files: those to report on (captions and used masks go with their image), its images, masks, and what the unpack skipped or noted."
+    folder: Path; files: list; images: set; sidecars: dict; in_folder: dict; unpack_skipped: list; unpack_notes: dict
+
+def _inventory(folder:Path, masks:bool, mask_folder:str|Path)->_Inventory:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
+    images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
+    sidecars = {p.with_suffix("").with_suffix(""): p for p in files if _is_sidecar_mask(p, images)}
+    mf = Path(mask_folder) if masks and mask_folder else None
+    in_folder = {q.relative_to(mf).with_suffix("").as_posix(): q for q in sorted(mf.rglob("*")) if q.suffix.lower() in IMAGE_EXTS} if mf else {}
+    with_image = {p for p in files if p.suffix.lower() == ".txt" and p.with_suffix("") in images} | (set(sidecars.values()) if masks else set())
+    with_image = {p for p in with_image if not is_junk(p.relative_to(folder).as_posix())}   # OS clutter is reported as such
+    return _Inventory(folder, [p for p in files if p not in with_image], images, sidecars, in_folder, *unpack_report(folder))
+
+def _not_an_image(p:Path, rel:str, inv:_Inventory)->FileReport|None:
+    "The skip row of a file that is not an image to train on; None for an image."
+    if is_junk(rel): return FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")
+    if p in inv.sidecars.values(): return FileReport(rel, "skipped", "a loss mask (name.mask.png), not a training image: set datasets[i].masks to use it")
+    if p.suffix.lower() not in IMAGE_EXTS:
+        return FileReport(rel, "skipped", "not an image" + (" (caption without an image)" if p.suffix.lower() == ".txt" else f" ({p.suffix or 'no extension'})"))
+    return None
+
+def _read_new(p:Path, rel:str, seen:dict)->tuple[bytes|None, FileReport|None]:
+    "The file's bytes, or the skip row of one that cannot be read or repeats an earlier file byte for byte (`seen`: hash -> file)."
+    try: data = p.read_bytes()
+    except OSError as e: return None, FileReport(rel, "skipped", f"unreadable ({e.strerror or e})")
+    h = hashlib.sha256(data).hexdigest()
+    if h in seen: return None, FileReport(rel, "skipped", f"exact duplicate of {seen[h]}")
+    seen[h] = rel
+    return data, None
+
+def _prepare_image(p:Path, rel:str, data:bytes, out:Path, inv:_Inventory, o:dict)->FileReport:
+    "Clean one image, give it its buckets and mask, write the prepared copies: its row (whatever goes wrong with it is a skip row)."
+    try: im, fixes, alpha = _clean(data, o["large_images"])
+    except Skip as e: return FileReport(rel, "skipped", str(e))
+    except Exception as e: return FileReport(rel, "skipped", f"could not be decoded ({type(e).__name__}: {e})")
+    buckets = _bucket_map(im.size, o["resolutions"], o["allow_upscale"])
+    if not buckets:
+        b = pick_bucket(*im.size, min(o["resolutions"]), True)
+        return FileReport(rel, "skipped", f"too small: {im.width}x{im.height} < {b[0]}x{b[1]}, the smallest bucket for its shape (add a lower resolution or allow upscaling)", size=im.size)
+    mask_from, mask = _loss_mask(p, rel, inv, alpha, im.size, fixes, o["large_images"]) if o["masks"] else ("", None)
+    bw, bh = buckets[max(buckets)]; s = max(bw / im.width, bh / im.height)
+    img = im
+    if s < 0.5:  # over twice the largest bucket: keep a smaller copy (the exact fit happens at crop time)
+        img = im.resize((max(bw, round(im.width * s)), max(bh, round(im.height * s))), Image.LANCZOS)
+        fixes.append(f"resized down from {im.width}x{im.height} to {img.width}x{img.height}")
+    dest, mask_dest = out / prepared_name(rel), ""
+    with atomic_path(dest) as tmp: img.save(tmp, format="PNG")
+    if mask is not None:
+        mask_dest = dest.with_suffix(".mask.png")
+        with atomic_path(mask_dest) as tmp: mask.resize(img.size, Image.BILINEAR).save(tmp, format="PNG")
+    fixes += inv.unpack_notes.get(p.with_suffix(".txt").relative_to(inv.folder).as_posix(), [])
+    caption = make_caption(read_caption(p, fixes), o["trigger"], o["default_caption"], o["prepend_trigger"])
+    return FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest), str(mask_dest), mask_from)
+
 def prepare_dataset(src,                       # any source `source_folder` takes
                     work:str|Path,             # work folder: prepared images go to work/images/<dataset name>
                     resolutions=(512, 768, 1024), trigger:str="", default_caption:str="", prepend_trigger:bool=False,
@@ -372,56 +443,17 @@ def prepare_dataset(src,                       # any source `source_folder` take
                     mask_folder:str|Path="")->DatasetReport: # masks named like the images (relative paths kept)
     "Validate and clean every file of a dataset; returns the report (prepared images, and masks, under `work`)."
     folder = source_folder(src, work); out = Path(work) / "images" / name; out.mkdir(parents=True, exist_ok=True)
-    unpack_skipped, unpack_notes = unpack_report(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
-    images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
-    sidecars = {p.with_suffix("").with_suffix(""): p for p in files if _is_sidecar_mask(p, images)}
-    sidecar_files = set(sidecars.values())
-    mf = Path(mask_folder) if masks and mask_folder else None
-    in_folder = {q.relative_to(mf).with_suffix("").as_posix(): q for q in sorted(mf.rglob("*")) if q.suffix.lower() in IMAGE_EXTS} if mf else {}
-    rows, seen = [FileReport(f, "skipped", why) for f, why in unpack_skipped], {}
-    for p in tqdm(files, desc=f"checking {name}", leave=False, disable=not progress):
+    inv = _inventory(folder, masks, mask_folder)
+    o = dict(resolutions=resolutions, allow_upscale=allow_upscale, large_images=large_images, masks=masks, trigger=trigger,
+             default_caption=default_caption, prepend_trigger=prepend_trigger)
+    rows, seen = [FileReport(f, "skipped", why) for f, why in inv.unpack_skipped], {}
+    for p in tqdm(inv.files, desc=f"checking {name}", leave=False, disable=not progress):
         rel = p.relative_to(folder).as_posix()
-        if is_junk(rel): rows.append(FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")); continue
-        if p.suffix.lower() == ".txt" and p.with_suffix("") in images: continue  # a caption: reported with its image
-        if p in sidecar_files:
-            if masks: continue                                                   # a mask: reported with its image
-            rows.append(FileReport(rel, "skipped", "a loss mask (name.mask.png), not a training image: set datasets[i].masks to use it")); continue
-        if p.suffix.lower() not in IMAGE_EXTS:
-            rows.append(FileReport(rel, "skipped", "not an image" + (" (caption without an image)" if p.suffix.lower() == ".txt" else f" ({p.suffix or 'no extension'})"))); continue
-        try: data = p.read_bytes()
-        except OSError as e: rows.append(FileReport(rel, "skipped", f"unreadable ({e.strerror or e})")); continue
-        h = hashlib.sha256(data).hexdigest()
-        if h in seen: rows.append(FileReport(rel, "skipped", f"exact duplicate of {seen[h]}")); continue
-        seen[h] = rel
-        try: im, fixes, alpha = _clean(data, large_images)
-        except Skip as e: rows.append(FileReport(rel, "skipped", str(e))); continue
-        except Exception as e: rows.append(FileReport(rel, "skipped", f"could not be decoded ({type(e).__name__}: {e})")); continue
-        buckets = _bucket_map(im.size, resolutions, allow_upscale)
-        if not buckets:
-            b = pick_bucket(*im.size, min(resolutions), True)
-            rows.append(FileReport(rel, "skipped", f"too small: {im.width}x{im.height} < {b[0]}x{b[1]}, the smallest bucket for its shape (add a lower resolution or allow upscaling)", size=im.size)); continue
-        mask_from, mask = _find_mask(p, rel, sidecars, in_folder, alpha) if masks else ("", None)
-        if isinstance(mask, Path):
-            try: mask = _mask_image(mask.read_bytes(), large_images)
-            except Exception as e: fixes.append(f"mask {mask.name} unreadable ({e}): the image trains unmasked"); mask_from, mask = "ignored", None   # one bad mask stops nothing
-        if mask is not None and mask.size != im.size:
-            fixes.append(f"mask is {mask.width}x{mask.height} but the image is {im.width}x{im.height}: mask ignored (the image trains unmasked); resize the mask to its image")
-            mask_from, mask = "ignored", None
-        bw, bh = buckets[max(buckets)]; s = max(bw / im.width, bh / im.height)
-        prepared_img = im
-        if s < 0.5:  # over twice the largest bucket: keep a smaller copy (the exact fit happens at crop time)
-            prepared_img = im.resize((max(bw, round(im.width * s)), max(bh, round(im.height * s))), Image.LANCZOS)
-            fixes.append(f"resized down from {im.width}x{im.height} to {prepared_img.width}x{prepared_img.height}")
-        dest = out / prepared_name(rel)
-        with atomic_path(dest) as tmp: prepared_img.save(tmp, format="PNG")
-        mask_dest = ""
-        if mask is not None:
-            mask_dest = dest.with_suffix(".mask.png")
-            with atomic_path(mask_dest) as tmp: mask.resize(prepared_img.size, Image.BILINEAR).save(tmp, format="PNG")
-        fixes += unpack_notes.get(p.with_suffix(".txt").relative_to(folder).as_posix(), [])
-        caption = make_caption(read_caption(p, fixes), trigger, default_caption, prepend_trigger)
-        rows.append(FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest), str(mask_dest), mask_from))
+        row = _not_an_image(p, rel, inv)
+        if row is None:
+            data, row = _read_new(p, rel, seen)
+            if row is None: row = _prepare_image(p, rel, data, out, inv, o)
+        rows.append(row)
     keep = {Path(x).name for r in rows for x in (r.prepared, r.mask) if x}
     for old in out.glob("*.png"):
         if old.name not in keep: old.unlink(missing_ok=True)    # from a source file that is gone, an older naming, or a mask no longer asked for
@@ -429,6 +461,7 @@ def prepare_dataset(src,                       # any source `source_folder` take
     if not rep.usable:
         raise ZImageError(f"dataset '{name}' has no usable image:\n" + rep.summary(), "add images (PNG/JPG/WebP) of at least the smallest resolution, or check the path")
     return rep
+
 
 # %% ../nbs/05_data.ipynb
 def preview_grid(report:DatasetReport, n:int=12, cols:int=4, path:str|Path=None):
@@ -462,6 +495,12 @@ def prepare_datasets(cfg, # a ZConfig
     "Prepare every dataset of `cfg`; returns one report per dataset."
     from zimage_nb.config import run_folder
     work = Path(work or run_folder(cfg) / "work")
-    return [prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}", progress=progress,
-                            large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)
-            for i, d in enumerate(cfg.datasets)]
+    return [prepare_config_dataset(cfg, i, work, progress) for i in range(len(cfg.datasets))]
+
+def prepare_config_dataset(cfg,          # a ZConfig
+                           i:int,        # which of its datasets
+                           work:str|Path, progress:bool=True)->DatasetReport:
+    "`prepare_dataset` with the settings of `cfg.datasets[i]` (as training and the dataset panel prepare it)."
+    d = cfg.datasets[i]
+    return prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}",
+                           progress=progress, large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)

@@ -220,7 +220,7 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     result = dict(repo=repo, files=[name for _, name in plan], url=f"https://huggingface.co/{repo}")
     if dry_run: return result
     from huggingface_hub import HfApi, CommitOperationAdd
-    from zimage_nb.models import _is_network_error
+    from zimage_nb.sources import _is_network_error
     token = token or hub_token()
     if not token: raise ZImageError("no Hub token found", "log in: huggingface_hub.login(), or add a secret HF_TOKEN (Colab: the key icon; Kaggle: Add-ons > Secrets)")
     try:

@@ -81,16 +81,9 @@ def lora_file(spec:str,                          # "v1", "v2", a local .safetens
     if spec.startswith((".", "/", "~")) or len(parts) < 2 or (p.suffix == ".safetensors" and len(parts) < 3):
         raise ZImageError(f"{field}: file {spec} does not exist", "check the path (on Colab, is Drive mounted?) or give a Hub location 'owner/repo/file.safetensors'")
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-    from zimage_nb.models import _is_network_error
+    from zimage_nb.sources import hub_call
     repo, file = "/".join(parts[:2]), "/".join(parts[2:]) or "model.safetensors"
-    try: return Path(hf_hub_download(repo, file, token=token))
-    except Exception as e:   # offline, the "not in the local cache" error is also an EntryNotFoundError: test the network first
-        if _is_network_error(e):
-            raise ZImageError(f"{field}: the Hub cannot be reached to fetch {repo}/{file}", "connect to the internet, or download the file and give its local path") from None
-        if isinstance(e, (EntryNotFoundError, RepositoryNotFoundError)):
-            raise ZImageError(f"{field}: {file} was not found in Hub repo {repo}", "check the name, or download the file and give its local path") from None
-        raise
+    return hub_call(repo, lambda: Path(hf_hub_download(repo, file, token=token)), field=field, what=f"{repo}/{file}")   # a cached file is used offline
 
 # %% ../nbs/07_lora.ipynb
 _FUSED_QKV = re.compile(r"^(?P<m>.*attention)(?P<sep>[._])qkv\.(?P<w>lora_down|lora_up|lora_A|lora_B)\.weight$")

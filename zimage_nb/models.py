@@ -4,176 +4,26 @@
 
 # %% ../nbs/04_models.ipynb
 from __future__ import annotations
-from .core import ZImageError, atomic_folder, human_bytes, release_freed_memory  # first: quiets a bitsandbytes notice
-from .arch import BLOCK_LISTS, in_blocks, auto_compute
-import fnmatch, json, os, re, shutil, struct, weakref
-from dataclasses import dataclass, field
+from .core import ZImageError, atomic_folder, human_bytes  # first: quiets a bitsandbytes notice
+from .arch import BLOCK_LISTS, auto_compute
+from .weights import (place_tensor, quantize_linears, safetensors_entries, read_tensor, stream_into, text_encoder_key_targets,
+                               transformer_key_targets, weight_files)
+from .sources import PARTS, hub_file, model_folder
+import json, re, shutil
 from pathlib import Path
 import torch
 from torch import nn
 import bitsandbytes as bnb
 from accelerate import init_empty_weights
-from accelerate.utils import set_module_tensor_to_device
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTS', 'PARTS', 'STALL_S', 'QUANTIZED_FILE', 'FP16_MAX', 'FP16_SCALES', 'TensorEntry', 'safetensors_entries',
-           'read_tensor', 'weight_files', 'transformer_key_targets', 'text_encoder_key_targets', 'quantize_linears',
-           'place_tensor', 'LoadReport', 'stream_into', 'default_device', 'compute_dtype', 'encoder_dtype',
-           'load_transformer', 'load_text_encoder', 'weight_report', 'relative_error', 'tiny_forward', 'model_folder',
-           'plain_downloads', 'watched_download', 'hub_download', 'hub_file', 'tiny_model_folder', 'load_pipeline',
-           'assemble_pipeline', 'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized',
-           'load_quantized', 'load_run_transformer', 'load_run_pipeline', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
-
-# %% ../nbs/04_models.ipynb
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
-              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-
-@dataclass
-class TensorEntry:
-    "Where one tensor lies in a safetensors file."
-    file: Path; name: str; dtype: torch.dtype; shape: tuple; start: int; end: int
-
-def safetensors_entries(path:str|Path # a .safetensors file
-                       )->list[TensorEntry]:
-    "Names, dtypes, shapes and byte ranges of every tensor in `path`, from its header alone."
-    path = Path(path)
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
-        if not 2 <= n <= 100_000_000: raise ZImageError(f"{path} is not a safetensors file (bad header)", "re-download it; a partial download is the usual cause")
-        try: header = json.loads(f.read(n))
-        except ValueError: raise ZImageError(f"{path} is not a safetensors file (unreadable header)", "re-download it") from None
-    base = 8 + n
-    unknown = {v["dtype"] for k, v in header.items() if k != "__metadata__" and v["dtype"] not in _ST_DTYPES}
-    if unknown: raise ZImageError(f"{path} stores tensors as {', '.join(sorted(unknown))}, which this loader does not read", "use a bf16, fp16 or fp32 checkpoint")
-    return [TensorEntry(path, k, _ST_DTYPES[v["dtype"]], tuple(v["shape"]), base + v["data_offsets"][0], base + v["data_offsets"][1])
-            for k, v in header.items() if k != "__metadata__"]
-
-def read_tensor(e:TensorEntry)->torch.Tensor:
-    "Read one tensor from disk into fresh CPU memory (no memory map)."
-    buf = bytearray(e.end - e.start)
-    with open(e.file, "rb") as f:
-        f.seek(e.start)
-        if f.readinto(buf) != len(buf): raise ZImageError(f"{e.file} is truncated (tensor {e.name})", "re-download the file")
-    if not buf: return torch.empty(e.shape, dtype=e.dtype)
-    return torch.frombuffer(buf, dtype=e.dtype).reshape(e.shape)
-
-# %% ../nbs/04_models.ipynb
-def weight_files(folder:str|Path # a component folder, e.g. .../transformer
-                )->list[Path]:
-    "The safetensors files of one model folder (all shards)."
-    folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        bins = sorted(folder.glob("*.bin"))
-        raise ZImageError(f"no .safetensors weights in {folder}" + (" (only .bin files)" if bins else ""),
-                          "download the safetensors weights, or convert the .bin files with diffusers first")
-    return files
-
-# %% ../nbs/04_models.ipynb
-from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
-
-def transformer_key_targets(key:str,         # a key from a diffusers or original/ComfyUI transformer file
-                            known:set=())->list[str]: # the model's own names: a key among them is kept as is
-    "Diffusers parameter name(s) a checkpoint key loads into ([] = not used; 3 names = split in three)."
-    if key in known: return [key]
-    return list(convert_z_image_transformer_checkpoint_to_diffusers({key: torch.empty(3, device="meta")}))
-
-def text_encoder_key_targets(key:str, known:set=())->list[str]:
-    "Qwen3Model parameter name for a text-encoder key (saved from Qwen3Model or Qwen3ForCausalLM)."
-    if key.startswith("lm_head."): return []
-    return [key.removeprefix("model.")]
-
-# %% ../nbs/04_models.ipynb
-QUANTS = ("bf16", "nf4", "int8")
-
-def quantize_linears(model:nn.Module,    # a model on the meta device
-                     quant:str,          # "nf4", "int8" or "bf16" (no change)
-                     dtype:torch.dtype,  # compute dtype of the quantized layers
-                     blocks:tuple):      # top-level children whose Linear layers are quantized
-    "Replace the block Linear layers of a meta model by empty bitsandbytes layers."
-    if quant not in QUANTS: raise ZImageError(f"quantization '{quant}' is not one of {', '.join(QUANTS)}", "use nf4 for 10-16 GB GPUs")
-    if quant == "bf16": return model
-    for name, mod in list(model.named_modules()):
-        if not (type(mod) is nn.Linear and name.split(".")[0] in blocks): continue
-        args = (mod.in_features, mod.out_features, mod.bias is not None)
-        new = (bnb.nn.Linear4bit(*args, compute_dtype=dtype, quant_type="nf4", compress_statistics=True, device="meta") if quant == "nf4"
-               else bnb.nn.Linear8bitLt(*args, has_fp16_weights=False, threshold=6.0, device="meta"))
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, new.requires_grad_(False))
-    return model
-
-# %% ../nbs/04_models.ipynb
-def place_tensor(model:nn.Module, name:str, value:torch.Tensor, device, dtype:torch.dtype):
-    "Set parameter/buffer `name` of `model` from `value`, quantizing bitsandbytes layers."
-    mod_name, _, pname = name.rpartition(".")
-    mod = model.get_submodule(mod_name)
-    if pname == "weight" and isinstance(mod, bnb.nn.Linear4bit):
-        w = mod.weight
-        mod.weight = bnb.nn.Params4bit(value.to(dtype), requires_grad=False, quant_type=w.quant_type, blocksize=w.blocksize,
-                                       compress_statistics=w.compress_statistics, quant_storage=w.quant_storage, module=mod).to(device)
-    elif pname == "weight" and isinstance(mod, bnb.nn.Linear8bitLt):
-        mod.weight = bnb.nn.Int8Params(value.to(torch.float16 if dtype == torch.bfloat16 else dtype), requires_grad=False, has_fp16_weights=False).to(device)
-    else:
-        set_module_tensor_to_device(model, name, device, value=value, dtype=dtype if value.is_floating_point() else None)
-
-# %% ../nbs/04_models.ipynb
-@dataclass
-class LoadReport:
-    "What a streamed load did."
-    files: list; loaded: int = 0; quantized: int = 0; skipped: list = field(default_factory=list)
-    bytes_read: int = 0; largest_tensor: int = 0
-
-def _plan(model:nn.Module, entries:list, key_targets, what:str)->list:
-    "Map checkpoint entries to model names; fail early on a wrong checkpoint."
-    expected = {n: tuple(p.shape) for n, p in model.state_dict(keep_vars=True).items()}
-    plan, found, skipped = [], set(), []
-    for e in entries:
-        targets = [t for t in key_targets(e.name, expected.keys()) if t in expected]
-        if not targets: skipped.append(e.name); continue
-        plan.append((e, targets)); found.update(targets)
-    if len(plan) < max(1, 0.1 * len(entries)):
-        sample = ", ".join(e.name for e in entries[:3])
-        raise ZImageError(f"{entries[0].file if entries else '?'} is not a {what} checkpoint: {len(plan)} of its {len(entries)} tensors are {what} tensors (its keys look like: {sample})",
-                          f"pass a {what} file, e.g. one whose keys look like '{next(iter(expected))}'")
-    for e, targets in plan:
-        shape = (e.shape[0] // len(targets),) + tuple(e.shape[1:])
-        if tuple(expected[targets[0]]) != shape:
-            raise ZImageError(f"{targets[0]} has shape {list(shape)} in {e.file.name} but {list(expected[targets[0]])} in the model config",
-                              "the config does not match this checkpoint: take the config (model.name_or_path) from the same model family")
-    missing = [n for n in expected if n not in found]
-    if missing:
-        raise ZImageError(f"the {what} checkpoint lacks {len(missing)} of {len(expected)} tensors, e.g. {', '.join(missing[:3])}",
-                          "the download is incomplete, or the checkpoint has fewer layers than the config: re-download it, or take the config from the same model")
-    return plan, skipped
-
-# %% ../nbs/04_models.ipynb
-def stream_into(model:nn.Module,      # a model built on meta (see `quantize_linears`)
-                files:list,           # safetensors files to read
-                key_targets,          # maps a checkpoint key to model names (see `transformer_key_targets`)
-                device, dtype:torch.dtype,
-                what:str="model",     # name used in messages
-                progress:bool=True)->LoadReport:
-    "Load `files` into `model` one tensor at a time, quantizing as tensors arrive."
-    entries = [e for f in files for e in safetensors_entries(f)]
-    plan, skipped = _plan(model, entries, key_targets, what)
-    rep = LoadReport(files=[str(f) for f in files], skipped=skipped)
-    for e, targets in tqdm(plan, desc=f"loading {what}", disable=not progress, leave=False):
-        t = read_tensor(e)
-        rep.bytes_read += t.nbytes; rep.largest_tensor = max(rep.largest_tensor, t.nbytes)
-        for name, part in zip(targets, t.chunk(len(targets)) if len(targets) > 1 else [t]):
-            place_tensor(model, name, part, device, dtype)
-            rep.loaded += 1
-        del t, part
-        release_freed_memory()  # else glibc keeps each freed buffer and the process outgrows the file
-    rep.quantized = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
-    return rep
+__all__ = ['QUANTIZED_FILE', 'default_device', 'compute_dtype', 'encoder_dtype', 'load_transformer', 'load_text_encoder',
+           'relative_error', 'tiny_forward', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline',
+           'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized',
+           'load_run_transformer', 'load_run_pipeline']
 
 # %% ../nbs/04_models.ipynb
 def default_device()->str: return "cuda" if torch.cuda.is_available() else "cpu"
@@ -214,7 +64,8 @@ def load_transformer(folder:str|Path=None,        # diffusers model folder (its 
     else: files = weight_files(Path(folder) / "transformer")
     with init_empty_weights(include_buffers=False): model = ZImageTransformer2DModel(**config)
     quantize_linears(model, quant, dtype, BLOCK_LISTS)
-    model.load_report = stream_into(model, files, transformer_key_targets, device, dtype, "Z-Image transformer", progress)
+    rep = stream_into(model, files, transformer_key_targets, device, dtype, "Z-Image transformer", progress)
+    if progress: print(rep)
     return model.eval().requires_grad_(False)
 
 def load_text_encoder(folder:str|Path, quant:str="nf4", dtype:torch.dtype=None, device:str=None, progress:bool=True)->Qwen3Model:
@@ -224,19 +75,9 @@ def load_text_encoder(folder:str|Path, quant:str="nf4", dtype:torch.dtype=None, 
     config = Qwen3Config.from_pretrained(sub)
     with init_empty_weights(include_buffers=False): model = Qwen3Model(config)
     quantize_linears(model, quant, dtype, ("layers",))
-    model.load_report = stream_into(model, weight_files(sub), text_encoder_key_targets, device, dtype, "Qwen3 text encoder", progress)
+    rep = stream_into(model, weight_files(sub), text_encoder_key_targets, device, dtype, "Qwen3 text encoder", progress)
+    if progress: print(rep)
     return model.eval().requires_grad_(False)
-
-# %% ../nbs/04_models.ipynb
-def weight_report(model:nn.Module)->dict:
-    "Bytes of weights by storage kind ('nf4', 'int8' or the dtype), and how many layers are quantized."
-    out = {}
-    for m in model.modules():
-        for p in m.parameters(recurse=False):
-            kind = "nf4" if isinstance(p, bnb.nn.Params4bit) else "int8" if isinstance(p, bnb.nn.Int8Params) else str(p.dtype).removeprefix("torch.")
-            out[kind] = out.get(kind, 0) + p.numel() * p.element_size()
-    out["quantized_layers"] = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
-    return out
 
 # %% ../nbs/04_models.ipynb
 def relative_error(a:torch.Tensor, b:torch.Tensor)->float:
@@ -249,121 +90,6 @@ def tiny_forward(transformer, seed:int=0, device:str="cpu", dtype:torch.dtype=to
     x = [torch.randn(16, 1, 8, 8, generator=g).to(device, dtype)]
     cap = [torch.randn(7, transformer.config.cap_feat_dim, generator=g).to(device, dtype)]
     with torch.no_grad(): return transformer(x, torch.tensor([0.4], device=device), cap, return_dict=False)[0][0].float().cpu()
-
-# %% ../nbs/04_models.ipynb
-PARTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
-
-def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("/") != 1 or s.endswith(".safetensors")
-
-def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
-                 parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
-                 token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
-                 cache_dir:str=None,
-                 progress:bool=False)->Path:  # say what is downloaded, and show the Hub's progress bars
-    "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
-    p = Path(str(name_or_path)).expanduser()
-    if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
-    if p.is_dir():
-        missing = [x for x in parts if "/" not in x and not (p / x).is_dir()]  # single files (a config) are optional
-        if missing: raise ZImageError(f"{p} has no {', '.join(s + '/' for s in missing)} subfolder",
-                                      f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
-        return p
-    if _looks_local(str(name_or_path)): raise ZImageError(f"model folder {p} does not exist", "check the path; on Colab mount Drive first")
-    return hub_download(str(name_or_path), parts, token, cache_dir, progress)
-
-# %% ../nbs/04_models.ipynb
-STALL_S = 120   # seconds without a new byte in the Hub cache before a download is reported stalled
-
-def plain_downloads():
-    "Download over plain HTTP from now on, not hf_xet (HF_HUB_DISABLE_XET=1, for this running Python too): slower, but it times out instead of hanging."
-    from huggingface_hub import constants
-    os.environ["HF_HUB_DISABLE_XET"] = "1"; constants.HF_HUB_DISABLE_XET = True
-
-def _cache_bytes(repo:str, cache_dir:str=None)->int:
-    "Bytes of `repo`'s files in the Hub cache, the ones still arriving included."
-    from huggingface_hub import constants
-    d = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "blobs"
-    return sum(f.stat().st_size for f in d.iterdir() if f.is_file()) if d.is_dir() else 0
-
-def watched_download(repo:str, call, cache_dir:str=None):
-    "Run the download `call` in a thread and wait here (■ ends the wait); report once when no byte arrives for STALL_S."
-    import threading, time
-    box = {}
-    def run():
-        try: box["out"] = call()
-        except BaseException as e: box["err"] = e
-    t = threading.Thread(target=run, daemon=True, name=f"download {repo}"); t.start()
-    seen, since, told = _cache_bytes(repo, cache_dir), time.monotonic(), False
-    while t.is_alive():
-        t.join(1.0)
-        now = _cache_bytes(repo, cache_dir)
-        if now != seen: seen, since = now, time.monotonic()
-        elif not told and time.monotonic() - since > STALL_S:
-            told = True
-            print(f"\nthe download of {repo} has received nothing for {STALL_S} s ({human_bytes(now)} so far). Stop it (■) and run the cell again: finished files are kept. "
-                  "If it stalls again, run `from zimage_nb.models import plain_downloads; plain_downloads()` first (HF_HUB_DISABLE_XET=1: plain HTTP).", flush=True)
-    if "err" in box: raise box["err"]
-    return box["out"]
-
-# %% ../nbs/04_models.ipynb
-def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
-_IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
-
-def _hub_errors(repo:str, call):
-    "Run a Hub call; its errors become messages that name the cause and the fix."
-    try: return call()
-    except GatedRepoError:
-        raise ZImageError(f"{repo} is gated: your account must accept its licence and be logged in",
-                          f"accept it at https://huggingface.co/{repo}, then log in (huggingface_hub.login(), Colab/Kaggle secret HF_TOKEN)") from None
-    except RepositoryNotFoundError:
-        raise ZImageError(f"'{repo}' was not found on the Hub (or it is private)",
-                          "check the spelling, e.g. 'Tongyi-MAI/Z-Image-Turbo', or log in if it is private") from None
-    except EntryNotFoundError as e:
-        raise ZImageError(f"a file was not found in Hub repo {repo} ({e})", "check the file name inside the repository") from None
-    except Exception as e:
-        if not _is_network_error(e): raise
-        raise ZImageError(f"the Hub cannot be reached to fetch {repo} ({type(e).__name__})",
-                          "connect to the internet (Kaggle: Settings > Internet on), or give local files") from None
-
-def _check_room(repo:str, need:int, cache_dir:str=None)->Path:
-    "Refuse a download the disk cannot hold; returns where it goes."
-    target = Path(cache_dir or os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
-    probe = next(p for p in [target, *target.parents] if p.exists())
-    free = shutil.disk_usage(probe).free
-    if need > free: raise ZImageError(f"not enough disk for {repo}: {human_bytes(need)} needed, {human_bytes(free)} free at {probe}",
-                                      "free space, or set HF_HUB_CACHE to a larger disk (Colab: /content; Kaggle: /kaggle/tmp)")
-    return target
-
-def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.json") or patterns ("x/*.json")
-                 token:str=None, cache_dir:str=None,
-                 progress:bool=False)->Path:    # say what is downloaded and how big, with the Hub's progress bars
-    "Download `parts` of Hub repo `repo` (already cached files are not fetched again), checking free disk space first."
-    pats = _patterns(parts)
-    def call():
-        info = HfApi().model_info(repo, token=token, files_metadata=True)
-        sizes = {s.rfilename: s.size or 0 for s in info.siblings
-                 if any(fnmatch.fnmatch(s.rfilename, p) for p in pats) and not any(fnmatch.fnmatch(s.rfilename, i) for i in _IGNORE)}
-        target = _check_room(repo, sum(sizes.values()), cache_dir)
-        if progress: print(f"{repo}: {', '.join(parts)}: {len(sizes)} files, {human_bytes(sum(sizes.values()))} (files already in {target} are not fetched again)")
-        return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=_IGNORE, token=token, cache_dir=cache_dir))
-    return _hub_errors(repo, lambda: watched_download(repo, call, cache_dir))
-
-def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bool=False)->Path:
-    "Download one file of a Hub repo (once), checking free disk space first."
-    def call():
-        from huggingface_hub import hf_hub_download
-        info = HfApi().model_info(repo, token=token, files_metadata=True)
-        size = next((s.size or 0 for s in info.siblings if s.rfilename == file), None)
-        if size is None: raise ZImageError(f"{file} is not in Hub repo {repo}", f"check the name; the repository holds e.g. {', '.join(s.rfilename for s in info.siblings[:3])}")
-        target = _check_room(repo, size, cache_dir)
-        if progress: print(f"{repo}/{file}: {human_bytes(size)} (kept in {target}: fetched once)")
-        return Path(hf_hub_download(repo, file, token=token, cache_dir=cache_dir))
-    return _hub_errors(repo, lambda: watched_download(repo, call, cache_dir))
-
-def _is_network_error(e:Exception)->bool:
-    "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
-    names = {c.__name__ for c in type(e).__mro__}
-    return isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or bool(names & {"ConnectError", "TransportError", "TimeoutException", "NetworkError"})
 
 # %% ../nbs/04_models.ipynb
 def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cache/zimage_nb/tiny-...)
@@ -485,13 +211,11 @@ def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str
     if kept is not None and (kept / "info.json").exists():
         try:
             t0 = time.time(); m = load_quantized(kept, device, dtype, progress)
-            m.load_report = LoadReport(files=[str(kept / QUANTIZED_FILE)], loaded=sum(1 for _ in m.parameters()), quantized=weight_report(m)["quantized_layers"])
-            m.from_kept = True
             if progress: print(f"transformer: the NF4 copy kept in {kept} ({time.time() - t0:.0f} s; nothing downloaded)")
             return m
         except Exception as e: warnings.warn(f"the kept NF4 transformer in {kept} could not be read ({e}): loading the original instead and writing it again")
     folder, single = transformer_weights(cfg, token, progress)
-    m = load_transformer(folder, cfg.quantization.transformer, dtype, device, single, progress); m.from_kept = False
+    m = load_transformer(folder, cfg.quantization.transformer, dtype, device, single, progress)
     if kept is not None:
         from zimage_nb.sources import transformer_location
         try:
@@ -505,67 +229,3 @@ def load_run_pipeline(cfg, dtype:torch.dtype=None, device:str=None, token:str=No
     device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device, cfg.model.variant)
     folder = components_folder(cfg, ("text_encoder", "tokenizer", "vae", "scheduler"), token, progress)
     return assemble_pipeline(folder, load_run_transformer(cfg, dtype, device, token, progress), cfg.quantization.text_encoder, dtype, device, progress)
-
-# %% ../nbs/04_models.ipynb
-FP16_MAX = 65504.0
-
-def _clamp(x):
-    if isinstance(x, torch.Tensor) and x.dtype == torch.float16:
-        return torch.nan_to_num(x, nan=0.0, posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX)
-    if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
-    return x
-
-FP16_SCALES = {"attention": 1 / 16, "feed_forward": 1 / 32}   # powers of two: scaling by them is exact in floating point
-
-class _Undo:
-    "A handle whose remove() undoes a change that is not a hook (an eps, a method)."
-    def __init__(self, fn): self.fn = fn
-    def remove(self): self.fn()
-
-def _scaled_gating(ff, s:float):
-    "The feed-forward's gate product, times s (before it can overflow)."
-    return lambda x1, x3: torch.nn.functional.silu(x1) * (x3 * s)
-
-def _scale_norm(norm, s:float)->_Undo:
-    "An RMSNorm fed s·y gives what it gave for y: eps·s²."
-    eps = norm.eps; norm.eps = eps * s * s
-    return _Undo(lambda: setattr(norm, "eps", eps))
-
-def fp16_scale(transformer, scales:dict=None)->list:
-    "Scale attention and feed-forward down where an RMSNorm undoes it exactly (see above); returns handles (call .remove() to undo)."
-    scales = scales or FP16_SCALES
-    sa, sf, handles = scales["attention"], scales["feed_forward"], []
-    for name in BLOCK_LISTS:
-        for b in getattr(transformer, name, None) or []:
-            handles.append(b.attention.register_forward_pre_hook(lambda mod, args, kw, s=sa: ((args[0] * s,) + tuple(args[1:]), kw), with_kwargs=True))
-            handles += [_scale_norm(n, sa) for n in (b.attention.norm_q, b.attention.norm_k, b.attention_norm2)]
-            b.feed_forward._forward_silu_gating = _scaled_gating(b.feed_forward, sf)
-            handles.append(_Undo(lambda ff=b.feed_forward: ff.__dict__.pop("_forward_silu_gating", None)))
-            handles.append(_scale_norm(b.ffn_norm2, sf))
-    return handles
-
-_FP16_HOOKED = weakref.WeakKeyDictionary()   # transformer -> the handles `fp16_safe` installed on it
-
-def fp16_safe(transformer, scale:bool=True # also scale where it is exact (`fp16_scale`); False: the clamps alone
-             )->list:
-    "Make Z-Image's forward hold in fp16: exact scaling at the hot spots, then clamps at the overflow points; returns the handles (call .remove() on each to undo). A second call on the same transformer returns the first call's handles: the hooks are never added twice."
-    if transformer in _FP16_HOOKED: return _FP16_HOOKED[transformer]
-    handles = fp16_scale(transformer) if scale else []
-    for name, m in transformer.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        parts = name.split(".")
-        if leaf == "w2": handles.append(m.register_forward_pre_hook(lambda mod, args: _clamp(args)))
-        elif leaf in ("feed_forward", "attention") or leaf == "all_final_layer" or (len(parts) == 2 and in_blocks(name)):
-            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
-        elif parts[0] == "all_final_layer" and len(parts) == 2:
-            handles.append(m.register_forward_hook(lambda mod, args, out: _clamp(out)))
-    _FP16_HOOKED[transformer] = handles
-    return handles
-
-# %% ../nbs/04_models.ipynb
-def one_4bit_path(model)->int:
-    "Keep bitsandbytes' CPU 4-bit layers on one kernel: its inference path repacks weights and changes the numbers mid-run."
-    n = 0
-    for m in model.modules():
-        if hasattr(m, "support_avx512bf16_for_cpu"): m.support_avx512bf16_for_cpu = False; n += 1
-    return n

@@ -344,11 +344,10 @@ class DatasetPanel:
 
     def check(self):
         "Run the validation (prepared copies go to the work folder) and show the report and a preview."
-        from zimage_nb.data import prepare_dataset, preview_grid, IMAGE_EXTS, source_folder
+        from zimage_nb.data import prepare_config_dataset, preview_grid, IMAGE_EXTS, source_folder
         d, cfg = self.dataset, self.panels.cfg
         try:
-            rep = prepare_dataset(d.path, self.work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{self.i}",
-                                  progress=False, large_images=d.large_images)
+            rep = prepare_config_dataset(cfg, self.i, self.work, progress=False)
         except ZImageError as e:
             self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
         self.last = rep

@@ -16,11 +16,11 @@ from .arch import BLOCK_LISTS, in_blocks, no_bf16_compute, fp16_fails, auto_comp
 
 # %% auto #0
 __all__ = ['WEIGHT_BYTES', 'OPTIM_BYTES', 'OPTIM_BYTES_SMALL', 'ACT_CKPT', 'ACT_NO_CKPT', 'FP16_SAFE_ACT', 'GUESS', 'PEAK_TFLOPS',
-           'PEAK_FP32_TFLOPS', 'QWEN3_4B', 'TE_FORWARD', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S',
+           'PEAK_FP32_TFLOPS', 'QWEN3_4B', 'TE_FORWARD', 'SESSION_LIMITS', 'DOWNLOAD_BPS', 'LOAD_S', 'SCORER_PARAMS',
            'transformer_shape', 'optimizer_bytes', 'load_calibration', 'peak_tflops', 'run_compute', 'Estimate',
-           'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'estimate_training',
-           'text_encoder_bytes', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings',
-           'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget', 'fit_session', 'row_config',
+           'calibration_note', 'activation_bytes', 'step_flops', 'offload_copies', 'text_encoder_bytes',
+           'estimate_training', 'measured_parts', 'TensorPeak', 'Suggestion', 'apply_suggestions', 'suggest_settings',
+           'session_platform', 'setup_seconds', 'TimeBudget', 'time_budget', 'fit_session', 'card_cost', 'row_config',
            'calibrate_cuda']
 
 # %% ../nbs/02b_planner.ipynb
@@ -58,6 +58,9 @@ OPTIM_BYTES_SMALL = {"adamw8bit": 8.0, "paged_adamw8bit": 8.0, "lion8bit": 4.0, 
 def optimizer_bytes(sizes:list[int], optimizer:str)->float:
     "Optimizer state for LoRA tensors of these sizes (8-bit only from 4096 weights up, as bitsandbytes does)."
     return sum(n * (OPTIM_BYTES if n >= 4096 else OPTIM_BYTES_SMALL)[optimizer] for n in sizes)
+
+
+# %% ../nbs/02b_planner.ipynb
 # activations, in units of tokens x dim values, measured at real size (bench/train_memory_cpu.jsonl, fitted below)
 ACT_CKPT = dict(per_layer=1.0, fixed=57.58)      # gradient checkpointing: each main layer's input + one layer's recompute and backward
 ACT_NO_CKPT = dict(per_layer=47.44, fixed=101.0) # without: every layer's saved tensors
@@ -81,6 +84,7 @@ def load_calibration(path=None # a cuda_calibration.json (default: the one shipp
     return {**copy.deepcopy(GUESS), **got, "mfu": {**GUESS["mfu"], **got.get("mfu", {})}, "measured": True}
 
 
+# %% ../nbs/02b_planner.ipynb
 # peak fp32 TFLOPS without tensor cores (what fp32 compute gets on cards without bf16), from the vendors' figures
 PEAK_FP32_TFLOPS = (("H200", 67), ("H100", 67), ("A100", 19.5), ("L4", 30.3), ("T4", 8.1), ("P100", 9.3), ("V100", 15.7), ("2060", 6.5), ("2070", 7.5), ("2080", 10.1),
                     ("3050", 9.1), ("3060", 12.7), ("3070", 20.3), ("3080", 29.8), ("4060", 15.1))
@@ -90,11 +94,15 @@ def peak_tflops(gpu_name:str, compute:str="bf16")->float:
     if compute == "fp32": return next((v for k, v in PEAK_FP32_TFLOPS if k in gpu_name), 8.0)
     return next((v for k, v in PEAK_TFLOPS if k in gpu_name), 20.0)
 
+
+# %% ../nbs/02b_planner.ipynb
 def run_compute(cfg:ZConfig, gpu:HardwareProfile)->str:
     "The compute a run of `cfg` gets on `gpu`: the setting, or what auto means there (`arch.auto_compute`)."
     c = cfg.quantization.compute
     return auto_compute(cfg.model.variant, gpu.device == "cuda", gpu.bf16) if c == "auto" else c
 
+
+# %% ../nbs/02b_planner.ipynb
 @dataclass
 class Estimate:
     "Peak memory and speed estimate for one config on one GPU."
@@ -119,12 +127,16 @@ class Estimate:
                          f"({'overlapped with compute' if o['prefetch'] else 'added to compute'})")
         return "\n".join(lines)
 
+
+# %% ../nbs/02b_planner.ipynb
 def calibration_note(cal:dict=None)->str:
     "What the estimate's CUDA overhead and speed rest on."
     cal = cal or load_calibration()
     if cal["measured"]: return f"tensor memory measured at real size on a CPU; CUDA overhead and MFU measured on {cal['device']} ({cal['date']}); other GPUs' speed derived from that MFU"
     return "tensor memory measured at real size on a CPU; CUDA overhead and speed are first guesses, not yet measured on a GPU"
 
+
+# %% ../nbs/02b_planner.ipynb
 def _tokens(res:int, caption:int=128)->int: return (res // 16) ** 2 + caption
 
 def activation_bytes(layers:int, # main transformer layers (30)
@@ -136,6 +148,8 @@ def activation_bytes(layers:int, # main transformer layers (30)
     k = ACT_CKPT if checkpointing else ACT_NO_CKPT
     return (k["per_layer"] * layers + k["fixed"]) * tokens * dim * act_b
 
+
+# %% ../nbs/02b_planner.ipynb
 def step_flops(cfg:ZConfig, shape:dict)->float:
     "Model FLOPs of one optimizer step: 2 per weight per token for each forward, backward twice that, the checkpoint recompute one more forward."
     t = cfg.training
@@ -144,6 +158,8 @@ def step_flops(cfg:ZConfig, shape:dict)->float:
     lora = sum(cfg.target.rank * (i + o) for i, o in shape["targets"][cfg.target.modules])
     return 2 * (shape["total"] + lora) * T * (4 if t.gradient_checkpointing else 3) * t.grad_accum
 
+
+# %% ../nbs/02b_planner.ipynb
 def _preservation_terms(cfg:ZConfig)->int:
     t = cfg.training
     return int(bool(t.dop_class_word) and t.dop_weight > 0) + int(t.blank_prompt_preservation > 0)
@@ -155,6 +171,25 @@ def offload_copies(cfg:ZConfig, blocks:int)->int:
     passes = 2 * (1 + p) + p     # forwards with grad and their recomputes; no-grad prior forwards (DOP, blank prompt)
     return cfg.training.grad_accum * max(0, passes * blocks - 2 * k)
 
+
+# %% ../nbs/02b_planner.ipynb
+QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                tie_word_embeddings=True)   # Z-Image's text encoder, Qwen3-4B, as published (4.0 B parameters, 3.6 B not embeddings)
+TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tests/fake_cuda.py's real-size counts (bench/RESULTS.md)
+
+def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
+                       enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
+                       tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
+    "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
+    e = QWEN3_4B; d, f, L, hd = e["hidden_size"], e["intermediate_size"], e["num_hidden_layers"], e["head_dim"]
+    linears = L * (2 * d * e["num_attention_heads"] * hd + 2 * d * e["num_key_value_heads"] * hd + 3 * d * f)   # q, o; k, v; gate, up, down
+    other = e["vocab_size"] * d + L * (2 * d + 2 * hd) + d       # embeddings and norms stay unquantized
+    weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
+    forward = TE_FORWARD * tokens * d * enc_b + (d * f * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
+    return dict(weights=weights, forward=forward, total=weights + forward)
+
+# %% ../nbs/02b_planner.ipynb
 def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
                       transformer_config:dict=None,                 # default: the real Z-Image (the tiny preset: its own)
                       calibration:dict=None)->Estimate:             # default: `load_calibration()`
@@ -214,22 +249,6 @@ def estimate_training(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwarePro
                      f"quantization.compute auto gives fp32 here (~{step_flops(cfg, s) / (peak_tflops(gpu.gpu_name, 'fp32') * cal['mfu'].get(q.transformer, 0.2) * 1e12):.0f} s/step)")
     return Estimate(parts, vram, host, seconds, gpu, fits, advice, compute=compute, offload=offload, notes=notes, caching=caching)
 
-# %% ../nbs/02b_planner.ipynb
-QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                tie_word_embeddings=True)   # Z-Image's text encoder, Qwen3-4B, as published (4.0 B parameters, 3.6 B not embeddings)
-TE_FORWARD = 100   # bytes of a caching forward per token × width × encoder byte: fitted to tests/fake_cuda.py's real-size counts (bench/RESULTS.md)
-
-def text_encoder_bytes(quant:str,   # QuantizationConfig.text_encoder: nf4, int8 or bf16 (bf16 = unquantized, in the encoder's dtype)
-                       enc_b:int,   # bytes per value of the encoder's dtype (4 where the run computes in fp16 or fp32: `encoder_dtype`)
-                       tokens:int=512)->dict: # advanced.max_sequence_length (prompts are padded to it)
-    "Tensors of the text-encoder caching step on the GPU: weights (block Linears quantized, the rest in the encoder dtype) and what one prompt's forward adds."
-    e = QWEN3_4B; d, f, L, hd = e["hidden_size"], e["intermediate_size"], e["num_hidden_layers"], e["head_dim"]
-    linears = L * (2 * d * e["num_attention_heads"] * hd + 2 * d * e["num_key_value_heads"] * hd + 3 * d * f)   # q, o; k, v; gate, up, down
-    other = e["vocab_size"] * d + L * (2 * d + 2 * hd) + d       # embeddings and norms stay unquantized
-    weights = linears * (enc_b if quant == "bf16" else WEIGHT_BYTES[quant]) + other * enc_b
-    forward = TE_FORWARD * tokens * d * enc_b + (d * f * enc_b if quant != "bf16" else 0)   # + the largest layer dequantized
-    return dict(weights=weights, forward=forward, total=weights + forward)
 
 # %% ../nbs/02b_planner.ipynb
 def measured_parts(transformer, params:list, optimizer,
@@ -413,6 +432,34 @@ def fit_session(cfg:ZConfig, gpu:HardwareProfile, platform:str=None)->list[Sugge
     usable = SESSION_LIMITS[budget.platform]["hours"] * 3600 * 0.9 - budget.setup["total"]
     steps = max(50, int(usable / estimate_training(cfg, gpu).seconds_per_step) // 50 * 50)
     return [Suggestion("training.steps", steps, f"{steps} steps fit one {budget.platform} session (set-up included); more need another session, resumed from the last checkpoint")]
+
+# %% ../nbs/02b_planner.ipynb
+SCORER_PARAMS = {"dino": 22_056_576, "clip": 151_277_313}   # facebook/dinov2-small and openai/clip-vit-base-patch32 as their published configs build them (counted below)
+
+def card_cost(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a KNOWN_GPUS name, or None = detected
+              checkpoints:int=None,                       # rows of the card: checkpoints + the final LoRA (default: save.keep + 1)
+              subject:int=1, context:int=1, seeds:int=2,  # the card's prompts (`report.card_prompts`) and seeds
+              full:str=None,                              # rows with the non-accelerated samples (few-step kept): "final", "all" or "" (default: "final" for Turbo recipes)
+              calibration:dict=None)->dict:
+    "Images, transformer evaluations, seconds and scorer memory of a report card at sample.width × sample.height."
+    from zimage_nb.config import SAMPLING, model_calls
+    from zimage_nb.hardware import detect_hardware
+    from zimage_nb.tiny import TINY_TRANSFORMER
+    gpu = KNOWN_GPUS[gpu] if isinstance(gpu, str) else (gpu or detect_hardware())
+    cal, s = calibration or load_calibration(), cfg.sample
+    rows = cfg.save.keep + 1 if checkpoints is None else checkpoints
+    full = ("final" if cfg.model.variant == "turbo" else "") if full is None else full
+    few, slow = model_calls(s.steps, s.cfg_scale), model_calls(**SAMPLING["non-accelerated"])
+    with_lora, again = (2 * subject + context) * seeds, subject * seeds * {"": 0, "final": 1, "all": rows}[full]   # per row: subject, class, context prompts; the subject non-accelerated
+    images = 2 * subject * seeds + rows * with_lora + again                            # + the LoRA-off subject and class pictures, once
+    calls = 2 * subject * seeds * few + rows * with_lora * few + again * slow
+    shape = transformer_shape(TINY_TRANSFORMER if cfg.model.name_or_path == "tiny" else None)
+    compute = run_compute(cfg, gpu)
+    flops = 2 * shape["total"] * ((s.width // 16) * (s.height // 16) + 128)
+    seconds = calls * flops / (peak_tflops(gpu.gpu_name, compute) * cal["mfu"].get(cfg.quantization.transformer, 0.2) * 1e12)
+    if compute == "fp16-safe": seconds *= cal.get("fp16_factor", 1.0)
+    return dict(rows=rows, images=images, calls=calls, seconds=seconds, scorer_bytes=4 * sum(SCORER_PARAMS.values()), measured=cal["measured"])
+
 
 # %% ../nbs/02b_planner.ipynb
 def row_config(r:dict)->ZConfig:

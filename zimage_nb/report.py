@@ -14,35 +14,20 @@ from .core import atomic_folder, atomic_path, atomic_write_text, release_freed_m
 from .caption import _quiet_transformers
 from .tiny import TINY_WORDS
 from .sample import checkpoint_loras, checkpoint_adapter
+from .sources import SCORER_MODELS, SCORER_PATTERNS, hub_call
 
 # %% auto #0
-__all__ = ['SCORER_REPOS', 'TINY_SCORERS_VERSION', 'KEEP_MIN', 'CARD_FILE', 'COLUMNS', 'Scorers', 'load_scorers',
-           'release_scorers', 'tiny_scorer_folders', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired',
+__all__ = ['TINY_SCORERS_VERSION', 'KEEP_MIN', 'CARD_FILE', 'COLUMNS', 'Scorers', 'tiny_scorer_folders', 'scorer_folder',
+           'load_scorers', 'release_scorers', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired',
            'sharpness', 'CardPrompts', 'card_prompts', 'baseline', 'score_adapters', 'suggest', 'TinyWorldScorers',
            'Card', 'report_card']
 
 # %% ../nbs/09b_report.ipynb
-SCORER_REPOS = {"dino": "facebook/dinov2-small",          # DINOv2 ViT-S/14: 22.1 M parameters, model.safetensors 88.2 MB
-                "clip": "openai/clip-vit-base-patch32"}   # CLIP ViT-B/32: 151.3 M parameters, pytorch_model.bin 605 MB (main holds no safetensors)
-
 @dataclass
 class Scorers:
     "The feature extractors a report card scores with: DINOv2 (subject fidelity) and CLIP (image and prompt fidelity), with their processors."
     dino: object; dino_proc: object; clip: object; clip_proc: object; clip_tok: object; device: str = "cpu"
 
-def load_scorers(dino:str|Path=SCORER_REPOS["dino"], # a Hub id or a local folder
-                 clip:str|Path=SCORER_REPOS["clip"], device:str="cpu")->Scorers:
-    "DINOv2 and CLIP in fp32 for scoring (from the Hub the first time, then its cache); release them with `release_scorers`."
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel
-    with _quiet_transformers():
-        d = AutoModel.from_pretrained(dino).to(device).eval()
-        c = CLIPModel.from_pretrained(clip).to(device).eval()
-        return Scorers(d, AutoImageProcessor.from_pretrained(dino), c, AutoImageProcessor.from_pretrained(clip), AutoTokenizer.from_pretrained(clip), device)
-
-def release_scorers(sc:Scorers):
-    "Let the scorers go and give their memory back (the card runs after training, before anything else needs the GPU)."
-    sc.dino = sc.clip = None
-    release_freed_memory()
 
 # %% ../nbs/09b_report.ipynb
 TINY_SCORERS_VERSION = 1   # bump when the tiny scorers change: cached folders are named after it
@@ -75,6 +60,37 @@ def tiny_scorer_folders(root:str|Path=None, seed:int=0)->dict:
     return out
 
 # %% ../nbs/09b_report.ipynb
+def scorer_folder(spec:str|Path, # a Hub id or a local folder
+                  kind:str,       # "dino" or "clip": which files a download fetches (`sources.SCORER_PATTERNS`)
+                  token:str=None)->Path:
+    "A local folder of a scorer: the folder given, or the Hub repository's files (once; then the cache), watched for stalls."
+    p = Path(str(spec)).expanduser()
+    if p.is_dir(): return p
+    from huggingface_hub import snapshot_download
+    repo = str(spec)
+    return Path(hub_call(repo, lambda: snapshot_download(repo, token=token, allow_patterns=SCORER_PATTERNS[kind]), what=f"the report card's {kind.upper()} {repo}"))
+
+
+# %% ../nbs/09b_report.ipynb
+def load_scorers(dino:str|Path=SCORER_MODELS["dino"], # a Hub id or a local folder
+                 clip:str|Path=SCORER_MODELS["clip"], device:str="cpu", token:str=None)->Scorers:
+    "DINOv2 and CLIP in fp32 for scoring (from the Hub the first time, then its cache); release them with `release_scorers`."
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPModel
+    dino, clip = scorer_folder(dino, "dino", token), scorer_folder(clip, "clip", token)
+    with _quiet_transformers():
+        d = AutoModel.from_pretrained(dino).to(device).eval()
+        c = CLIPModel.from_pretrained(clip).to(device).eval()
+        return Scorers(d, AutoImageProcessor.from_pretrained(dino), c, AutoImageProcessor.from_pretrained(clip), AutoTokenizer.from_pretrained(clip), device)
+
+
+# %% ../nbs/09b_report.ipynb
+def release_scorers(sc:Scorers):
+    "Let the scorers go and give their memory back (the card runs after training, before anything else needs the GPU)."
+    sc.dino = sc.clip = None
+    release_freed_memory()
+
+
+# %% ../nbs/09b_report.ipynb
 def _pooled(out)->torch.Tensor:
     "CLIP's projected features: a tensor in transformers 4, `.pooler_output` of the model output in 5 (transformers PR 42564)."
     return out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -92,6 +108,8 @@ def embed_images(sc:Scorers, images:list, kind:str="dino")->torch.Tensor: # "din
         f = _pooled(sc.clip.get_image_features(pixel_values=x))
     return torch.nn.functional.normalize(f.float(), dim=-1).cpu()
 
+
+# %% ../nbs/09b_report.ipynb
 @torch.no_grad()
 def embed_texts(sc:Scorers, texts:list[str])->torch.Tensor:
     "L2-normalised CLIP text features [N, D] (prompts cut at CLIP's 77 tokens)."
@@ -100,19 +118,26 @@ def embed_texts(sc:Scorers, texts:list[str])->torch.Tensor:
     f = _pooled(sc.clip.get_text_features(input_ids=t["input_ids"], attention_mask=t["attention_mask"]))
     return torch.nn.functional.normalize(f.float(), dim=-1).cpu()
 
+
+# %% ../nbs/09b_report.ipynb
 def mean_pairwise(a:torch.Tensor, b:torch.Tensor)->float:
     "Mean cosine similarity over every (row of a, row of b) pair: the DreamBooth paper's DINO, CLIP-I and CLIP-T."
     return float((a @ b.T).mean())
 
+
+# %% ../nbs/09b_report.ipynb
 def mean_paired(a:torch.Tensor, b:torch.Tensor)->float:
     "Mean cosine similarity of matched rows (the same prompt and seed with the LoRA on and off): 1.0 = nothing changed."
     return float((a * b).sum(-1).mean())
 
+
+# %% ../nbs/09b_report.ipynb
 def sharpness(img)->float:  # a PIL image
     "Variance of the Laplacian of the grey image in 0-255 (Pech-Pacheco et al., ICPR 2000; OpenCV's usual `Laplacian(gray).var()`): higher is sharper; blur lowers it."
     g = torch.from_numpy(np.asarray(img.convert("L"), np.float32))[None, None]
     k = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])[None, None]
     return float(torch.nn.functional.conv2d(g, k).var())
+
 
 # %% ../nbs/09b_report.ipynb
 KEEP_MIN = 0.85   # "what the base keeps" at or above this: the LoRA left the class prompts' pictures mostly as they were
@@ -129,6 +154,8 @@ def card_prompts(trigger:str, subject:list[str], # prompts naming the subject as
     klass = [re.sub(r"\s+", " ", p.replace("[trigger]", "")).strip(" ,") for p in subject]
     return CardPrompts([put(p) for p in subject], [put(p) for p in context or []], klass, tuple(seeds))
 
+
+# %% ../nbs/09b_report.ipynb
 def _images(sampler, prompts:list, seeds:tuple, adapters:dict, setting:str|dict, size:dict)->list:
     st = dict(setting=setting) if isinstance(setting, str) else dict(setting)   # a name, or {"setting": name, "steps": n, ...}
     return [sampler.image(p, s, adapters=adapters, **st, **size) for p in prompts for s in seeds]
@@ -141,6 +168,8 @@ def baseline(sampler, sc:Scorers, refs:list, # the training images
     return dict(ref_dino=embed_images(sc, refs, "dino"), ref_clip=embed_images(sc, refs, "clip"), subj_dino=embed_images(sc, subj, "dino"),
                 subj_clip=embed_images(sc, subj, "clip"), class_dino=embed_images(sc, klass, "dino"), sharp_off=float(np.mean([sharpness(i) for i in subj])))
 
+
+# %% ../nbs/09b_report.ipynb
 def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
                    on:dict,                           # adapters in effect with the LoRA
                    prompts:CardPrompts, size:dict,
@@ -162,15 +191,18 @@ def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
         row["few_step_kept"] = mean_paired(subj_dino, embed_images(sc, full, "dino"))
     return row
 
+
+# %% ../nbs/09b_report.ipynb
 def suggest(rows:dict,                 # {checkpoint label: score_adapters row}
             keep_min:float=KEEP_MIN)->str|None:
     "The checkpoint with the most subject fidelity gained (DINO with the LoRA minus without) while what the base keeps stays at or above `keep_min`; None if none does."
     ok = {k: r["dino"] - r["dino_off"] for k, r in rows.items() if r["kept"] >= keep_min}
     return max(ok, key=ok.get) if ok else None
 
+
 # %% ../nbs/09b_report.ipynb
 class TinyWorldScorers:
-    "Features that mean something in the tiny world, for checking the card's verdicts where the truth is known: an image is its share of pixels near each colour of the world and of the subject (its colour histogram); a prompt is the colours it names."
+    "Features that mean something in the tiny world, for checking the card's verdicts where the truth is known: an image is the colour histogram of its foreground (pixels near a colour of the world or of the subject, less its most common colour: the background); a prompt is the colours it names."
     def __init__(self):
         from zimage_nb.tiny import SCENE_COLOURS, SUBJECT
         self.names = [*SCENE_COLOURS, "zxq body", "zxq ring"]
@@ -182,8 +214,9 @@ class TinyWorldScorers:
         for im in images:
             x = np.asarray(im.convert("RGB"), np.float32).reshape(-1, 3)
             d = np.sqrt(((x[:, None] - self.palette[None]) ** 2).sum(-1))
-            near = d.argmin(1)[d.min(1) < 60]
-            rows.append(np.bincount(near, minlength=len(self.names)) / len(x))
+            h = np.bincount(d.argmin(1)[d.min(1) < 60], minlength=len(self.names)).astype(np.float32)
+            h[h.argmax()] = 0                                              # the background
+            rows.append(h / max(h.sum(), 1.0))
         return torch.nn.functional.normalize(torch.tensor(np.array(rows), dtype=torch.float32), dim=-1)
 
     def embed_text(self, texts:list[str])->torch.Tensor:
@@ -210,8 +243,8 @@ class Card:
         "The scores as a markdown table, the suggested checkpoint marked."
         cols = [(k, n) for k, n in COLUMNS if any(k in self.values(l) for l in self.rows)]
         head = "| checkpoint | " + " | ".join(n for _, n in cols) + " |\n|---|" + "---|" * len(cols) + "\n"
-        fmt = lambda v: (f"{v:.3f}" if abs(v) < 10 else f"{v:.0f}") if isinstance(v, float) else "-"
-        return head + "".join(f"| {l}{' **(suggested)**' if l == self.suggested else ''} | " + " | ".join(fmt(self.values(l).get(k)) for k, _ in cols) + " |\n" for l in self.rows)
+        fmt = lambda k, v: (f"{v:.1f}" if k.startswith("sharp") else f"{v:.3f}") if isinstance(v, float) else "-"   # sharpness: Laplacian variance on 0-255
+        return head + "".join(f"| {l}{' **(suggested)**' if l == self.suggested else ''} | " + " | ".join(fmt(k, self.values(l).get(k)) for k, _ in cols) + " |\n" for l in self.rows)
 
     def summary(self)->str:
         if self.suggested is None: return f"no checkpoint keeps the base at or above {self.keep_min} (base kept): the LoRA changes what it should leave alone; train fewer steps or at a lower lr"
@@ -227,7 +260,8 @@ class Card:
         labels = list(self.rows); x = range(len(labels))
         fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(labels)), 3))
         for k, n in (("dino_gain", "DINO gained"), ("clip_i_gain", "CLIP-I gained"), ("kept", "base kept"), ("few_step_kept", "few-step kept")):
-            if all(k in self.values(l) for l in labels): ax.plot(x, [self.values(l)[k] for l in labels], marker="o", label=n)
+            xs = [i for i, l in enumerate(labels) if k in self.values(l)]   # few-step kept: the final row only, unless full_rows="all"
+            if xs: ax.plot(xs, [self.values(labels[i])[k] for i in xs], marker="o", label=n)
         ax.axhline(self.keep_min, color="grey", ls=":", lw=1); ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
         ax.legend(fontsize=7); ax.set_title("report card", fontsize=9); fig.tight_layout()
         return fig
@@ -245,8 +279,11 @@ class Card:
         "A card saved by `save`."
         return cls(**json.loads(Path(path).read_text()))
 
+
+# %% ../nbs/09b_report.ipynb
 def report_card(sampler, run_folder:str|Path, refs:list, # the run folder (its checkpoints and final LoRA) and the training images
                 prompts:CardPrompts, sc:Scorers, size:dict=None, setting:str|dict="turbo", full_setting:str|dict=None,
+                full_rows:str="final",         # which rows get the non-accelerated comparison: "final" (the exported LoRA) or "all" (about 3x the card's time: `planner.card_cost`)
                 others:dict=None,              # adapters in effect in every sample (e.g. {DISTILL_PATCH: 1.0})
                 keep_min:float=KEEP_MIN,
                 path:str|Path=None,            # default: <run folder>/report_card.json (and .png); the run's summary.json names it
@@ -255,12 +292,14 @@ def report_card(sampler, run_folder:str|Path, refs:list, # the run folder (its c
     size, others, rows = dict(size or {}), dict(others or {}), {}
     base = baseline(sampler, sc, refs, others, prompts, size, setting)                  # the LoRA-off side, the same for every checkpoint
     for label, f in tqdm(checkpoint_loras(run_folder).items(), desc="report card", disable=not progress, leave=False):
-        rows[label] = score_adapters(sampler, sc, base, {**others, checkpoint_adapter(sampler, f): 1.0}, prompts, size, setting, full_setting)
+        full = full_setting if full_rows == "all" or label == "final" else None
+        rows[label] = score_adapters(sampler, sc, base, {**others, checkpoint_adapter(sampler, f): 1.0}, prompts, size, setting, full)
     names = {"features": sc.name} if hasattr(sc, "embed") else {k: str(getattr(sc, k).name_or_path) for k in ("dino", "clip")}
     card = Card(rows, suggest(rows, keep_min), keep_min, dict(scorers=names, setting=setting,
-                                                              full_setting=full_setting, prompts=asdict(prompts), size=size))
+                                                              full_setting=full_setting, full_rows=full_rows, prompts=asdict(prompts), size=size))
     path = card.save(path or Path(run_folder) / CARD_FILE)
     summary = Path(run_folder) / "summary.json"
     if summary.exists():
         atomic_write_text(summary, json.dumps({**json.loads(summary.read_text()), "report_card": dict(file=Path(path).name, suggested=card.suggested)}, indent=1))
     return card
+

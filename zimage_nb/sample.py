@@ -51,7 +51,7 @@ class Sampler:
         self.loras, self.encoder_loads, self.dtype = {}, 0, dtype or pipe.vae.dtype
         pipe.set_progress_bar_config(disable=True)
         if _float_dtype(self.tr) == torch.float16:   # T4 / P100 / V100 (a training run's transformer has the hooks already: fp16_safe adds them once)
-            from zimage_nb.models import fp16_safe
+            from zimage_nb.precision import fp16_safe
             fp16_safe(self.tr)
 
     @property

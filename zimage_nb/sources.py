@@ -4,15 +4,19 @@
 
 # %% ../nbs/01b_sources.ipynb
 from __future__ import annotations
+import fnmatch, os, shutil
 from dataclasses import dataclass
 from pathlib import Path
-from .core import ZImageError
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+from .core import ZImageError, human_bytes
 from .config import ZConfig
 
 # %% auto #0
 __all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'COMFYUI_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS',
-           'Location', 'parse_location', 'transformer_location', 'components_location', 'Fetch', 'part_patterns',
-           'download_plan', 'plan_bytes', 'describe_plan']
+           'SCORER_MODELS', 'SCORER_PATTERNS', 'STALL_S', 'Location', 'parse_location', 'transformer_location',
+           'components_location', 'Fetch', 'part_patterns', 'download_plan', 'plan_bytes', 'describe_plan',
+           'model_folder', 'plain_downloads', 'watched_download', 'hub_call', 'hub_download', 'hub_file']
 
 # %% ../nbs/01b_sources.ipynb
 GB = 1e9
@@ -49,6 +53,11 @@ REPOS = {
     "Qwen/Qwen3-VL-2B-Instruct": dict(files={"model.safetensors": 4_264_218_424, **{f: 1e6 for f in ("config.json", "tokenizer.json", "tokenizer_config.json",
                                                                                              "preprocessor_config.json", "chat_template.json", "vocab.json")}},
         read_from="public download scripts and model registries naming its files (model.safetensors, 4,264,218,424 bytes; config, tokenizer, tokenizer_config, preprocessor_config, chat_template, vocab); the captioner fetches it by pattern (05b_caption), so a file not listed here is fetched too"),
+    "facebook/dinov2-small": dict(files={"config.json": 547, "preprocessor_config.json": 436, "model.safetensors": 88.2e6, "pytorch_model.bin": 88.3e6},
+        read_from="the Hub's file listing (huggingface.co/facebook/dinov2-small/tree/main; sizes as the page rounds them); the report card's DINO (09b_report)"),
+    "openai/clip-vit-base-patch32": dict(files={"config.json": 4.19e3, "preprocessor_config.json": 316, "tokenizer.json": 2.22e6, "vocab.json": 862e3, "merges.txt": 525e3,
+                                                "tokenizer_config.json": 1e3, "special_tokens_map.json": 1e3, "pytorch_model.bin": 605e6, "tf_model.h5": 606e6, "flax_model.msgpack": 605e6},
+        read_from="the Hub's file listing (huggingface.co/openai/clip-vit-base-patch32, refs/pr/32 beside main: main holds no model.safetensors); tokenizer_config.json and special_tokens_map.json as the tokenizer configs copied from its snapshot f4881ba name them; the report card's CLIP (09b_report)"),
     "alibaba-pai/Z-Image-Fun-Lora-Distill": dict(files={f"Z-Image-Fun-Lora-Distill-{n}.safetensors": None for n in
                                                         ("8-Steps", "8-Steps-2602", "4-Steps-2602", "8-Steps-2603")},
         read_from="diffusers PR 13126 (closed, not merged) and public configs naming the 2603 file"),
@@ -87,6 +96,9 @@ COMFYUI_FILES = {   # what ComfyUI loads for each family (Comfy-Org's templates 
     "text_encoder": "Comfy-Org/z_image_turbo/split_files/text_encoders/qwen_3_4b.safetensors", "vae": "Comfy-Org/z_image_turbo/split_files/vae/ae.safetensors"}
 CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct", "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}   # advanced.caption_model's short names
 CAPTION_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*")   # what a captioner download fetches
+SCORER_MODELS = {"dino": "facebook/dinov2-small", "clip": "openai/clip-vit-base-patch32"}   # the report card's feature extractors (09b_report)
+SCORER_PATTERNS = {"dino": ["*.json", "model.safetensors"],                               # what their downloads fetch: the weights once, no TF / Flax twins
+                   "clip": ["*.json", "*.txt", "pytorch_model.bin"]}                      # (CLIP's main branch has no safetensors)
 
 def _has_components(loc:Location)->bool|None:
     "Does this place hold a text encoder? (None: a Hub repository not listed here: assumed so)"
@@ -127,7 +139,8 @@ def part_patterns(part:str)->list:
     return [f"{part}/*"] if part != "transformer" else ["transformer/*"]
 
 def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see above)
-                  adapters:bool=True)->list[Fetch]: # also the training adapter / few-step LoRA the config names
+                  adapters:bool=True,              # also the training adapter / few-step LoRA the config names
+                  scorers:bool=False)->list[Fetch]: # also the report card's DINOv2 and CLIP (the quickstarts score every run)
     "What a run of `cfg` downloads from the Hub (local and tiny parts download nothing)."
     out, comp, tr = [], components_location(cfg), transformer_location(cfg)
     if "transformer" in parts:
@@ -145,6 +158,7 @@ def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see 
     if any(d.auto_caption != "off" for d in cfg.datasets):
         repo = CAPTION_MODELS.get(cfg.advanced.caption_model, cfg.advanced.caption_model)
         if repo.count("/") == 1 and not Path(repo).expanduser().exists(): out.append(Fetch("captioner", repo, list(CAPTION_PATTERNS)))
+    if scorers: out += [Fetch(f"report card's {k.upper()}", repo, SCORER_PATTERNS[k]) for k, repo in SCORER_MODELS.items()]
     for f in out: f.bytes = _size(f.repo, f.patterns)
     return out
 
@@ -155,3 +169,122 @@ def plan_bytes(plan:list[Fetch])->float:
 def describe_plan(plan:list[Fetch])->str:
     "One line per download, with its size."
     return "\n".join(f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), {f.bytes / 1e9:.2f} GB" if f.bytes is not None else f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), size not listed" for f in plan) or "  nothing to download"
+
+# %% ../nbs/01b_sources.ipynb
+def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("/") != 1 or s.endswith(".safetensors")
+
+def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
+                 parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
+                 token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
+                 cache_dir:str=None,
+                 progress:bool=False)->Path:  # say what is downloaded, and show the Hub's progress bars
+    "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
+    p = Path(str(name_or_path)).expanduser()
+    if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
+    if p.is_dir():
+        missing = [x for x in parts if "/" not in x and not (p / x).is_dir()]  # single files (a config) are optional
+        if missing: raise ZImageError(f"{p} has no {', '.join(s + '/' for s in missing)} subfolder",
+                                      f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
+        return p
+    if _looks_local(str(name_or_path)): raise ZImageError(f"model folder {p} does not exist", "check the path; on Colab mount Drive first")
+    return hub_download(str(name_or_path), parts, token, cache_dir, progress)
+
+# %% ../nbs/01b_sources.ipynb
+STALL_S = 120   # seconds without a new byte in the Hub cache before a download is reported stalled
+
+def plain_downloads():
+    "Download over plain HTTP from now on, not hf_xet (HF_HUB_DISABLE_XET=1, for this running Python too): slower, but it times out instead of hanging."
+    from huggingface_hub import constants
+    os.environ["HF_HUB_DISABLE_XET"] = "1"; constants.HF_HUB_DISABLE_XET = True
+
+def _cache_bytes(repo:str, cache_dir:str=None)->int:
+    "Bytes of `repo`'s files in the Hub cache, the ones still arriving included."
+    from huggingface_hub import constants
+    d = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "blobs"
+    return sum(f.stat().st_size for f in d.iterdir() if f.is_file()) if d.is_dir() else 0
+
+def watched_download(repo:str, call, cache_dir:str=None):
+    "Run the download `call` in a thread and wait here (■ ends the wait); report once when no byte arrives for STALL_S."
+    import threading, time
+    box = {}
+    def run():
+        try: box["out"] = call()
+        except BaseException as e: box["err"] = e
+    t = threading.Thread(target=run, daemon=True, name=f"download {repo}"); t.start()
+    seen, since, told = _cache_bytes(repo, cache_dir), time.monotonic(), False
+    while t.is_alive():
+        t.join(1.0)
+        now = _cache_bytes(repo, cache_dir)
+        if now != seen: seen, since = now, time.monotonic()
+        elif not told and time.monotonic() - since > STALL_S:
+            told = True
+            print(f"\nthe download of {repo} has received nothing for {STALL_S} s ({human_bytes(now)} so far). Stop it (■) and run the cell again: finished files are kept. "
+                  "If it stalls again, run `from zimage_nb.sources import plain_downloads; plain_downloads()` first (HF_HUB_DISABLE_XET=1: plain HTTP).", flush=True)
+    if "err" in box: raise box["err"]
+    return box["out"]
+
+# %% ../nbs/01b_sources.ipynb
+def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
+_IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
+
+def hub_call(repo:str, call,   # the download: a function of no arguments
+             cache_dir:str=None,
+             field:str="",        # the config field that named the repository, said first in errors
+             what:str=None):      # what is fetched, said in errors (default: the repository)
+    "Run a Hub download, watched for stalls (`watched_download`); its errors become messages that name the cause and the fix."
+    pre, what = f"{field}: " if field else "", what or repo
+    try: return watched_download(repo, call, cache_dir)
+    except Exception as e:
+        if _is_network_error(e):   # first: offline, a file missing from the cache is an EntryNotFoundError too
+            raise ZImageError(f"{pre}the Hub cannot be reached to fetch {what} ({type(e).__name__})",
+                              "connect to the internet (Kaggle: Settings > Internet on), or download it and give its local path") from None
+        if isinstance(e, GatedRepoError):
+            raise ZImageError(f"{pre}{repo} is gated: your account must accept its licence and be logged in",
+                              f"accept it at https://huggingface.co/{repo}, then log in (huggingface_hub.login(), Colab/Kaggle secret HF_TOKEN)") from None
+        if isinstance(e, RepositoryNotFoundError):
+            raise ZImageError(f"{pre}'{repo}' was not found on the Hub (or it is private)",
+                              "check the spelling, e.g. 'Tongyi-MAI/Z-Image-Turbo', or log in if it is private") from None
+        if isinstance(e, EntryNotFoundError):
+            raise ZImageError(f"{pre}{what} was not found in Hub repo {repo}", "check the file name inside the repository") from None
+        raise
+
+def _check_room(repo:str, need:int, cache_dir:str=None)->Path:
+    "Refuse a download the disk cannot hold; returns where it goes."
+    target = Path(cache_dir or os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
+    probe = next(p for p in [target, *target.parents] if p.exists())
+    free = shutil.disk_usage(probe).free
+    if need > free: raise ZImageError(f"not enough disk for {repo}: {human_bytes(need)} needed, {human_bytes(free)} free at {probe}",
+                                      "free space, or set HF_HUB_CACHE to a larger disk (Colab: /content; Kaggle: /kaggle/tmp)")
+    return target
+
+def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.json") or patterns ("x/*.json")
+                 token:str=None, cache_dir:str=None,
+                 progress:bool=False)->Path:    # say what is downloaded and how big, with the Hub's progress bars
+    "Download `parts` of Hub repo `repo` (already cached files are not fetched again), checking free disk space first."
+    pats = _patterns(parts)
+    def call():
+        info = HfApi().model_info(repo, token=token, files_metadata=True)
+        sizes = {s.rfilename: s.size or 0 for s in info.siblings
+                 if any(fnmatch.fnmatch(s.rfilename, p) for p in pats) and not any(fnmatch.fnmatch(s.rfilename, i) for i in _IGNORE)}
+        target = _check_room(repo, sum(sizes.values()), cache_dir)
+        if progress: print(f"{repo}: {', '.join(parts)}: {len(sizes)} files, {human_bytes(sum(sizes.values()))} (files already in {target} are not fetched again)")
+        return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=_IGNORE, token=token, cache_dir=cache_dir))
+    return hub_call(repo, call, cache_dir)
+
+def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bool=False,
+             field:str="")->Path:   # the config field that named the file, said first in errors
+    "Download one file of a Hub repo (once), checking free disk space first."
+    def call():
+        from huggingface_hub import hf_hub_download
+        info = HfApi().model_info(repo, token=token, files_metadata=True)
+        size = next((s.size or 0 for s in info.siblings if s.rfilename == file), None)
+        if size is None: raise ZImageError(f"{field + ': ' if field else ''}{file} is not in Hub repo {repo}", f"check the name; the repository holds e.g. {', '.join(s.rfilename for s in info.siblings[:3])}")
+        target = _check_room(repo, size, cache_dir)
+        if progress: print(f"{repo}/{file}: {human_bytes(size)} (kept in {target}: fetched once)")
+        return Path(hf_hub_download(repo, file, token=token, cache_dir=cache_dir))
+    return hub_call(repo, call, cache_dir, field, f"{repo}/{file}")
+
+def _is_network_error(e:Exception)->bool:
+    "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
+    names = {c.__name__ for c in type(e).__mro__}
+    return isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or bool(names & {"ConnectError", "TransportError", "TimeoutException", "NetworkError"})

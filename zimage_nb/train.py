@@ -16,7 +16,7 @@ from .lora import (TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_trainable_lora,
                             use_adapters, adapters_off, export_lora)
 from .offload import BlockOffload
 from .events import RunLog
-from .models import fp16_safe, one_4bit_path
+from .precision import fp16_safe, one_4bit_path
 from .arch import fp16_fails
 from .hub import write_comfyui_workflow
 from .flow import sample_sigmas, sigma_weights, predict, flow_loss, guided_target
@@ -26,9 +26,9 @@ from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
            'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
-           'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'peak_memory',
+           'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss', 'peak_memory',
            'ranks_in_sync', 'setup_run', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
-           'write_summary', 'train_loop', 'train', 'eval_loss']
+           'write_summary', 'train_loop', 'train']
 
 # %% ../nbs/08_train.ipynb
 @dataclass
@@ -368,6 +368,28 @@ def render_samples(run:Run, path:Path=None, # save the images side by side as th
     return images
 
 # %% ../nbs/08_train.ipynb
+@torch.no_grad()
+def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0,
+              items:list=None)->float:   # default: the training items (the scheduled validation passes run.eval_items)
+    "Mean flow-matching MSE over all distinct items at fixed noise levels and noise (the same every time: comparable across steps)."
+    was = run.transformer.training; run.transformer.eval()
+    seen, total, n = set(), 0.0, 0
+    try:
+        for it in (run.items if items is None else items):
+            if (it.latent, it.text, it.mask) in seen: continue
+            seen.add((it.latent, it.text, it.mask))
+            x0 = run.latents[it.latent][None].float().to(run.device)
+            m = loss_mask(run, [it])
+            g = torch.Generator().manual_seed(seed)
+            for s in sigmas:
+                noise = torch.randn(x0.shape, generator=g).to(run.device)
+                sig = torch.tensor([s], device=run.device)
+                pred = predict(run.transformer, (1 - s) * x0 + s * noise, sig, [run.texts[it.text]], run.dtype)
+                total += float(flow_loss(pred, noise - x0, mask=None if m is None else m.to(run.device))); n += 1
+    finally: run.transformer.train(was)
+    return total / n
+
+# %% ../nbs/08_train.ipynb
 def peak_memory(device:str)->int:
     "Peak bytes: CUDA allocator peak on a GPU, process peak RSS on a CPU."
     if device.startswith("cuda"): return torch.cuda.max_memory_allocated()
@@ -431,6 +453,8 @@ def resume_or_start(run:Run, resume:bool)->Path|None:
         else: log.unlink(missing_ok=True)
     return ck
 
+
+# %% ../nbs/08_train.ipynb
 def log_step(run:Run, rec:dict, seconds:float, tb:RunLog, bar):
     "One step's record: a line of log.jsonl, the trackers' scalars and the progress bar."
     with open(run.out / "log.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
@@ -438,16 +462,22 @@ def log_step(run:Run, rec:dict, seconds:float, tb:RunLog, bar):
                              "train/peak_memory_gib": rec["peak_memory"] / 2**30, "val/loss": rec.get("val_loss")})
     bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
 
+
+# %% ../nbs/08_train.ipynb
 def sample_now(run:Run, callbacks, tb:RunLog):
     "Render the in-training samples to samples/step_N.png, tell the callbacks, and log the picture to TensorBoard."
     p = run.out / "samples" / f"step_{run.step:07d}.png"
     _emit(callbacks, dict(event="sample", step=run.step, images=render_samples(run, p), path=str(p)))
     if p.exists(): tb.image("samples", p.read_bytes(), run.step)
 
+
+# %% ../nbs/08_train.ipynb
 def checkpoint_now(run:Run, callbacks, by_timer:bool):
     "Save a checkpoint and tell the callbacks (`by_timer`: save.every_minutes asked for it, not save.every)."
     _emit(callbacks, dict(event="checkpoint", step=run.step, path=str(save_checkpoint(run)), timer=by_timer))
 
+
+# %% ../nbs/08_train.ipynb
 def export_run(run:Run)->dict:
     "The finished LoRA (and its EMA twin, per save.ema_export) and its ComfyUI workflow; {'lora': path[, 'ema_lora': path]}."
     cfg, t, out = run.cfg, run.cfg.training, {}
@@ -464,12 +494,16 @@ def export_run(run:Run)->dict:
         raise
     return out
 
+
+# %% ../nbs/08_train.ipynb
 def write_summary(run:Run, result:dict):
     "summary.json: steps, processes, skipped steps, the LoRA and the last loss."
     atomic_write_text(run.out / "summary.json", json.dumps(dict(steps=run.step, world=run.world, ranks_in_sync=result["ranks_in_sync"], skipped=run.skipped,
                                                                 lora=str(result["lora"]) if result["lora"] else None,
                                                                 last_loss=result["losses"][-1] if result["losses"] else None), indent=1))
 
+
+# %% ../nbs/08_train.ipynb
 def _stop_requested(run:Run, stop)->bool:
     "Has a stop been asked for? Every process gets the same answer (they must stop at the same step)."
     flag = stop is not None and stop.is_set()
@@ -478,7 +512,6 @@ def _stop_requested(run:Run, stop)->bool:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX); flag = bool(t.item())
     return flag
 
-# %% ../nbs/08_train.ipynb
 def train_loop(run:Run, # from `setup_run`
                resume:bool=True, until:int=None, callbacks:list=(), stop=None, progress:bool=True)->dict:  # as `train`
     "Step, then each periodic duty by name; at the end, export (or keep a checkpoint of a stopped run) and write the summary."
@@ -514,6 +547,8 @@ def train_loop(run:Run, # from `setup_run`
     _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
     return result
 
+
+# %% ../nbs/08_train.ipynb
 def train(cfg:ZConfig,               # the run's configuration (see `preset`)
           work:str|Path=None,        # prepared images and caches (default <output_dir>/<name>/work)
           resume:bool=True,          # continue from the latest intact checkpoint of this job
@@ -532,24 +567,3 @@ def train(cfg:ZConfig,               # the run's configuration (see `preset`)
         run = setup_run(cfg, work, device, progress, model_folder)
         return train_loop(run, resume, until, callbacks, stop, progress)
 
-# %% ../nbs/08_train.ipynb
-@torch.no_grad()
-def eval_loss(run:Run, sigmas:tuple=(0.25, 0.5, 0.75), seed:int=0,
-              items:list=None)->float:   # default: the training items (the scheduled validation passes run.eval_items)
-    "Mean flow-matching MSE over all distinct items at fixed noise levels and noise (the same every time: comparable across steps)."
-    was = run.transformer.training; run.transformer.eval()
-    seen, total, n = set(), 0.0, 0
-    try:
-        for it in (run.items if items is None else items):
-            if (it.latent, it.text, it.mask) in seen: continue
-            seen.add((it.latent, it.text, it.mask))
-            x0 = run.latents[it.latent][None].float().to(run.device)
-            m = loss_mask(run, [it])
-            g = torch.Generator().manual_seed(seed)
-            for s in sigmas:
-                noise = torch.randn(x0.shape, generator=g).to(run.device)
-                sig = torch.tensor([s], device=run.device)
-                pred = predict(run.transformer, (1 - s) * x0 + s * noise, sig, [run.texts[it.text]], run.dtype)
-                total += float(flow_loss(pred, noise - x0, mask=None if m is None else m.to(run.device))); n += 1
-    finally: run.transformer.train(was)
-    return total / n
