@@ -1,23 +1,23 @@
 # `make test`: the README's test command (after `pip install torch==2.13.0 -e ".[dev]"`); .ci/run calls it.
 .PHONY: test export readme docs browser-test floors release-check gpu-rehearsal panels-ipywidgets7
 test:
-	@echo "== notebooks and package agree"
+	@echo "== $$(date -u +%T) notebooks and package agree"
 	@rm -rf .export-check && cp -r zimage_nb .export-check
 	nbdev_export
 	@diff -r -x __pycache__ .export-check zimage_nb > /dev/null || { rm -rf .export-check; echo "zimage_nb/ differed from what nbs/ exports (now re-exported): edit the notebooks, not zimage_nb/, and commit both"; exit 1; }
 	@rm -rf .export-check
 	python tools/make_readme.py --check
-	@echo "== lint (ruff: pyproject.toml)"
+	@echo "== $$(date -u +%T) lint (ruff: pyproject.toml)"
 	ruff check zimage_nb tests tools bench browser_tests
-	@echo "== pytest"
-	python -m pytest tests/ -q -p no:cacheprovider
-	@echo "== notebooks, top to bottom"
+	@echo "== $$(date -u +%T) pytest"
+	python -m pytest tests/ -q -p no:cacheprovider --durations=15
+	@echo "== $$(date -u +%T) notebooks, top to bottom"
 	nbdev_test --n_workers 2
 	@$(MAKE) --no-print-directory release-check floors
 
 # The sdist and the wheel build and pass `twine check --strict` (what PyPI would refuse, refused here).
 release-check:
-	@echo "== release: sdist + wheel, twine check --strict"
+	@echo "== $$(date -u +%T) release: sdist + wheel, twine check --strict"
 	@rm -rf .dist-check
 	python -m build --outdir .dist-check > .dist-check.log 2>&1 || { cat .dist-check.log; exit 1; }
 	twine check --strict .dist-check/*
@@ -26,7 +26,7 @@ release-check:
 # The dependency floors (constraints/floors.txt = settings.ini's >= versions) install together in a fresh environment
 # and pass the offline demo and the fast tests.
 floors:
-	@echo "== dependency floors: fresh environment, demo + fast tests"
+	@echo "== $$(date -u +%T) dependency floors: fresh environment, demo + fast tests"
 	python tools/check_floors.py
 export:
 	nbdev_export

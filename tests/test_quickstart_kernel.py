@@ -139,3 +139,23 @@ def test_a_kernel_restart_leaves_no_worker_and_the_next_start_resumes(kernel, tm
     out = kernel.run(train_cell(name))
     assert f"resumed from step_{saved:07d}" in out and kernel.run("print(run.result['steps'])").strip() == str(saved + 3)
     print(f"restart: workers gone {seconds:.1f} s after, lock free; next Start resumed from step {saved}")
+
+def test_interrupt_during_the_report_card_releases_the_scorers_and_writes_nothing(kernel):
+    "■ while the card samples: the cell ends, the scorers are let go (the GPU's memory back), no card file is half-written, and the cell runs again."
+    name = "20_colab_quickstart.ipynb"
+    folder = setup_notebook(kernel, name, steps=6, save_every=3)
+    cells = code_cells(name)
+    i = next(i for i, c in enumerate(cells) if "run.start(wait=True)" in c)
+    card = next(j for j, c in enumerate(cells) if "report_card(" in c)
+    for c in cells[i:card]: kernel.run(c)                                                 # train, then the cells up to the card (the grid)
+    msg = kernel.submit(cells[card])
+    time.sleep(2.0)                                                                       # sampling the card's pictures
+    t0 = time.time(); kernel.km.interrupt_kernel()
+    reply, out = kernel.wait(msg, timeout=120)
+    seconds = time.time() - t0
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", out[-2000:]
+    assert seconds < 10 and not (folder / "report_card.json").exists() and not list(folder.glob("*.tmp*")), seconds
+    assert kernel.run("print(scorers.dino, scorers.clip)").split() == ["None", "None"]       # release_scorers ran (its finally)
+    kernel.run(cells[card])
+    assert json.loads((folder / "report_card.json").read_text())["rows"]
+    print(f"■ during the report card: cell ended in {seconds:.1f} s; scorers released; the card made on the next run")

@@ -76,11 +76,12 @@ def run_demo(out:str|Path="zimage-nb-demo", # folder for everything the demo wri
     log(f"{few} vs 30 steps with CFG 2, mean pixel difference: {image_distance(col(1), col(3)):.3f} with the LoRA, {image_distance(col(0), col(2)):.3f} without it; "
         f"with the LoRA, sharpness (tiny_purity) {sharp(1):.2f} in {few}, {sharp(3):.2f} in 30 steps")
     from zimage_nb.report import TinyWorldScorers, card_prompts, report_card
+    from zimage_nb.sample import CARD_FILE
     card = report_card(sampler, res["run"].out, [Image.open(f) for f in sorted(paths["photos"].glob("*.png"))],
                        card_prompts("zxq", [DEMO_PROMPT.replace("zxq", "[trigger]")], ["[trigger] disc on a green background"], seeds=(1, 2, 3)),
                        TinyWorldScorers(), size=dict(width=64, height=64), setting=dict(setting="turbo", steps=n), full_setting="non-accelerated", progress=False)
-    paths["card"] = res["run"].out / "report_card.json"
-    log(f"report card of the checkpoints (offline, so the tiny world's colour features stand in for DINO and CLIP; its suggestion is a hint, bench/RESULTS.md): {paths['card']} and .png\n{card.table()}{card.summary()}")
+    paths["card"] = res["run"].out / CARD_FILE
+    log(f"report card of the checkpoints (offline, so the tiny world's colour features stand in for DINO and CLIP; checked against the tiny world's own measures in bench/RESULTS.md): {paths['card']} and .png\n{card.table()}{card.summary()}")
     paths["seconds"] = time.time() - start
     log(f"done in {paths['seconds']:.0f} s (training {paths['train_seconds']:.0f} s, {paths['train_seconds'] / steps:.2f} s a step): everything is in {out}")
     return paths

@@ -198,7 +198,7 @@ def upload_plan(cfg:ZConfig, run_folder:str|Path=None)->list[tuple[Path, str]]:
     if not lora.exists(): raise ZImageError(f"no final LoRA at {lora}", "finish the training first (or point run_folder to the job's folder)")
     plan = [(lora, lora.name), (out / "config.yaml", "config.yaml")]
     for g in sorted(out.glob("*grid*.png")) + sorted(out.glob("*grid*.json")) + sorted(out.glob(f"{cfg.job.name}.comfyui.json")): plan.append((g, g.name))
-    from zimage_nb.report import CARD_FILE
+    from zimage_nb.sample import CARD_FILE
     plan += [(f, f.name) for f in (out / CARD_FILE, (out / CARD_FILE).with_suffix(".png")) if f.exists()]
     return plan + [(out / "README.md", "README.md")]
 
@@ -213,7 +213,8 @@ def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default:
     grid = next((name for f, name in plan if name.endswith(".png")), None)
     wf = out / f"{cfg.job.name}.comfyui.json"
     shift = next((n["widgets_values"][0] for n in json.loads(wf.read_text())["nodes"] if n["type"] == "ModelSamplingAuraFlow"), 3.0) if wf.exists() else 3.0
-    from zimage_nb.report import Card, CARD_FILE
+    from zimage_nb.report import Card
+    from zimage_nb.sample import CARD_FILE
     report = Card.load(out / CARD_FILE) if (out / CARD_FILE).exists() else None
     card = model_card(cfg, plan[0][1], grid, lora_metadata(plan[0][0]), repo, shift, report)
     atomic_write_text(out / "README.md", str(card))

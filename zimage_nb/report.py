@@ -13,11 +13,11 @@ from tqdm.auto import tqdm
 from .core import atomic_folder, atomic_path, atomic_write_text, release_freed_memory
 from .caption import _quiet_transformers
 from .tiny import TINY_WORDS
-from .sample import checkpoint_loras, checkpoint_adapter
+from .sample import CARD_FILE, checkpoint_loras, checkpoint_adapter, file_stamp
 from .sources import SCORER_MODELS, SCORER_PATTERNS, hub_call
 
 # %% auto #0
-__all__ = ['TINY_SCORERS_VERSION', 'KEEP_MIN', 'CARD_FILE', 'COLUMNS', 'Scorers', 'tiny_scorer_folders', 'scorer_folder',
+__all__ = ['TINY_SCORERS_VERSION', 'KEEP_MIN', 'LEAK_MAX', 'COLUMNS', 'Scorers', 'tiny_scorer_folders', 'scorer_folder',
            'load_scorers', 'release_scorers', 'embed_images', 'embed_texts', 'mean_pairwise', 'mean_paired',
            'sharpness', 'CardPrompts', 'card_prompts', 'baseline', 'score_adapters', 'suggest', 'TinyWorldScorers',
            'Card', 'report_card']
@@ -141,6 +141,7 @@ def sharpness(img)->float:  # a PIL image
 
 # %% ../nbs/09b_report.ipynb
 KEEP_MIN = 0.85   # "what the base keeps" at or above this: the LoRA left the class prompts' pictures mostly as they were
+LEAK_MAX = 0.1    # "class leak" at most this: the class prompts' pictures moved towards the subject by less than the DINO difference the paper calls significant to users
 
 @dataclass
 class CardPrompts:
@@ -184,7 +185,9 @@ def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
         ctx = _images(sampler, prompts.context, prompts.seeds, on, setting, size)
         t = embed_texts(sc, prompts.context)
         row["clip_t"] = float(np.mean([float(embed_images(sc, [im], "clip")[0] @ t[i // len(prompts.seeds)]) for i, im in enumerate(ctx)]))
-    row["kept"] = mean_paired(embed_images(sc, _images(sampler, prompts.klass, prompts.seeds, on, setting, size), "dino"), base["class_dino"])
+    class_on = embed_images(sc, _images(sampler, prompts.klass, prompts.seeds, on, setting, size), "dino")
+    row["kept"] = mean_paired(class_on, base["class_dino"])
+    row["leak"] = mean_pairwise(class_on, base["ref_dino"]) - mean_pairwise(base["class_dino"], base["ref_dino"])   # the paper's PRES, gained over the LoRA off
     row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in subj_on])), base["sharp_off"]
     if full_setting:
         full = _images(sampler, prompts.subject, prompts.seeds, on, full_setting, size)
@@ -194,29 +197,43 @@ def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
 
 # %% ../nbs/09b_report.ipynb
 def suggest(rows:dict,                 # {checkpoint label: score_adapters row}
-            keep_min:float=KEEP_MIN)->str|None:
-    "The checkpoint with the most subject fidelity gained (DINO with the LoRA minus without) while what the base keeps stays at or above `keep_min`; None if none does."
-    ok = {k: r["dino"] - r["dino_off"] for k, r in rows.items() if r["kept"] >= keep_min}
+            keep_min:float=KEEP_MIN, leak_max:float=LEAK_MAX)->str|None:
+    "The checkpoint with the most subject fidelity gained (DINO with the LoRA minus without) while what the base keeps stays at or above `keep_min` and the class leak at or below `leak_max`; None if none does."
+    ok = {k: r["dino"] - r["dino_off"] for k, r in rows.items() if r["kept"] >= keep_min and r.get("leak", 0.0) <= leak_max}
     return max(ok, key=ok.get) if ok else None
 
 
 # %% ../nbs/09b_report.ipynb
 class TinyWorldScorers:
-    "Features that mean something in the tiny world, for checking the card's verdicts where the truth is known: an image is the colour histogram of its foreground (pixels near a colour of the world or of the subject, less its most common colour: the background); a prompt is the colours it names."
-    def __init__(self):
+    "Features that mean something in the tiny world, for checking the card's verdicts where the truth is known (see above)."
+    def __init__(self, background:float=0.5):   # the weight of the scene's background in the object features
         from zimage_nb.tiny import SCENE_COLOURS, SUBJECT
         self.names = [*SCENE_COLOURS, "zxq body", "zxq ring"]
         self.palette = np.array([*SCENE_COLOURS.values(), SUBJECT["body"], SUBJECT["ring"]], np.float32)
-        self.device, self.name = "cpu", "tiny-world colour histogram"
+        self.device, self.name, self.background = "cpu", "tiny-world object and scene colours", background
 
-    def embed(self, images:list, kind:str=None)->torch.Tensor:
-        rows = []
-        for im in images:
-            x = np.asarray(im.convert("RGB"), np.float32).reshape(-1, 3)
-            d = np.sqrt(((x[:, None] - self.palette[None]) ** 2).sum(-1))
-            h = np.bincount(d.argmin(1)[d.min(1) < 60], minlength=len(self.names)).astype(np.float32)
-            h[h.argmax()] = 0                                              # the background
-            rows.append(h / max(h.sum(), 1.0))
+    def _nearest(self, im)->tuple:
+        "Each pixel's nearest colour of the world or the subject, and whether it is near one (within 60) at all."
+        x = np.asarray(im.convert("RGB"), np.float32).reshape(-1, 3)
+        d = np.sqrt(((x[:, None] - self.palette[None]) ** 2).sum(-1))
+        return d.argmin(1), d.min(1) < 60
+
+    def _scene(self, im)->np.ndarray:
+        "CLIP's stand-in: the share of the picture near each colour (a prompt's named colours live in the same space)."
+        idx, near = self._nearest(im)
+        return np.bincount(idx[near], minlength=len(self.names)) / len(idx)
+
+    def _object(self, im)->np.ndarray:
+        "DINO's stand-in: the background colour, and what the rest is: the subject's body, its ring, any shape of the world's colours, or no colour of the world (blur, noise)."
+        idx, near = self._nearest(im)
+        bg = np.bincount(idx[near], minlength=len(self.names)).argmax() if near.any() else 0
+        rest = ~(near & (idx == bg)); n = max(int(rest.sum()), 1)
+        body, ring = len(self.names) - 2, len(self.names) - 1
+        parts = [(near & (idx == body)).sum(), (near & (idx == ring)).sum(), (rest & near & (idx != body) & (idx != ring)).sum(), (~near).sum()]
+        return np.concatenate([np.eye(len(self.names))[bg] * self.background, np.array(parts, np.float64) / n])
+
+    def embed(self, images:list, kind:str="dino")->torch.Tensor:
+        rows = [self._object(im) if kind == "dino" else self._scene(im) for im in images]
         return torch.nn.functional.normalize(torch.tensor(np.array(rows), dtype=torch.float32), dim=-1)
 
     def embed_text(self, texts:list[str])->torch.Tensor:
@@ -225,10 +242,8 @@ class TinyWorldScorers:
         return torch.nn.functional.normalize(torch.tensor(rows), dim=-1)
 
 # %% ../nbs/09b_report.ipynb
-CARD_FILE = "report_card.json"   # in the run folder, with report_card.png beside it
-
 COLUMNS = [("dino", "DINO"), ("dino_gain", "DINO gained"), ("clip_i", "CLIP-I"), ("clip_i_gain", "CLIP-I gained"), ("clip_t", "CLIP-T"),
-           ("kept", "base kept"), ("few_step_kept", "few-step kept"), ("sharp", "sharpness"), ("sharp_off", "sharpness, LoRA off")]
+           ("kept", "base kept"), ("leak", "class leak"), ("few_step_kept", "few-step kept"), ("sharp", "sharpness"), ("sharp_off", "sharpness, LoRA off")]
 
 @dataclass
 class Card:
@@ -247,10 +262,11 @@ class Card:
         return head + "".join(f"| {l}{' **(suggested)**' if l == self.suggested else ''} | " + " | ".join(fmt(k, self.values(l).get(k)) for k, _ in cols) + " |\n" for l in self.rows)
 
     def summary(self)->str:
-        if self.suggested is None: return f"no checkpoint keeps the base at or above {self.keep_min} (base kept): the LoRA changes what it should leave alone; train fewer steps or at a lower lr"
+        if self.suggested is None: return (f"no checkpoint keeps the base at or above {self.keep_min} (base kept) with a class leak of at most {LEAK_MAX}: "
+                                           "the LoRA changes what it should leave alone; train fewer steps or at a lower lr")
         v = self.values(self.suggested)
         return (f"use {self.suggested}: DINO {v['dino']:.3f} ({v['dino_gain']:+.3f} over the LoRA off), base kept {v['kept']:.3f} (at least {self.keep_min})"
-                + (f", few-step kept {v['few_step_kept']:.3f}" if "few_step_kept" in v else ""))
+                + (f", class leak {v['leak']:+.3f} (at most {LEAK_MAX})" if "leak" in v else "") + (f", few-step kept {v['few_step_kept']:.3f}" if "few_step_kept" in v else ""))
 
     def _repr_markdown_(self): return self.table() + "\n" + self.summary()
 
@@ -259,7 +275,7 @@ class Card:
         import matplotlib.pyplot as plt
         labels = list(self.rows); x = range(len(labels))
         fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(labels)), 3))
-        for k, n in (("dino_gain", "DINO gained"), ("clip_i_gain", "CLIP-I gained"), ("kept", "base kept"), ("few_step_kept", "few-step kept")):
+        for k, n in (("dino_gain", "DINO gained"), ("clip_i_gain", "CLIP-I gained"), ("kept", "base kept"), ("leak", "class leak"), ("few_step_kept", "few-step kept")):
             xs = [i for i, l in enumerate(labels) if k in self.values(l)]   # few-step kept: the final row only, unless full_rows="all"
             if xs: ax.plot(xs, [self.values(labels[i])[k] for i in xs], marker="o", label=n)
         ax.axhline(self.keep_min, color="grey", ls=":", lw=1); ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
@@ -291,12 +307,14 @@ def report_card(sampler, run_folder:str|Path, refs:list, # the run folder (its c
     "Score every checkpoint of a run and the final LoRA (`score_adapters`), suggest one (`suggest`), save the card and name it in the run's summary."
     size, others, rows = dict(size or {}), dict(others or {}), {}
     base = baseline(sampler, sc, refs, others, prompts, size, setting)                  # the LoRA-off side, the same for every checkpoint
-    for label, f in tqdm(checkpoint_loras(run_folder).items(), desc="report card", disable=not progress, leave=False):
-        full = full_setting if full_rows == "all" or label == "final" else None
+    loras = checkpoint_loras(run_folder)
+    for label, f in tqdm(loras.items(), desc="report card", disable=not progress, leave=False):
+        full = full_setting if full_rows == "all" or label.startswith("final") else None
         rows[label] = score_adapters(sampler, sc, base, {**others, checkpoint_adapter(sampler, f): 1.0}, prompts, size, setting, full)
     names = {"features": sc.name} if hasattr(sc, "embed") else {k: str(getattr(sc, k).name_or_path) for k in ("dino", "clip")}
     card = Card(rows, suggest(rows, keep_min), keep_min, dict(scorers=names, setting=setting,
-                                                              full_setting=full_setting, full_rows=full_rows, prompts=asdict(prompts), size=size))
+                                                              full_setting=full_setting, full_rows=full_rows, prompts=asdict(prompts), size=size,
+                                                              files={l: file_stamp(f) for l, f in loras.items()}))   # which files were scored (the checkpoint grid's labels)
     path = card.save(path or Path(run_folder) / CARD_FILE)
     summary = Path(run_folder) / "summary.json"
     if summary.exists():

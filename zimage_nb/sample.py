@@ -16,9 +16,10 @@ from .lora import TRAINED, TRAINING_ADAPTER, DISTILL_PATCH, add_frozen_lora, lor
 from .checkpoints import list_checkpoints, checkpoint_step
 
 # %% auto #0
-__all__ = ['sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns', 'weight_sweep',
-           'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font', 'missing_glyphs', 'Grid',
-           'render_grid', 'checkpoint_loras', 'checkpoint_adapter', 'checkpoint_grid']
+__all__ = ['CARD_FILE', 'sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns',
+           'weight_sweep', 'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font',
+           'missing_glyphs', 'Grid', 'render_grid', 'checkpoint_loras', 'checkpoint_adapter', 'file_stamp',
+           'card_scores', 'checkpoint_grid']
 
 # %% ../nbs/09_sample.ipynb
 def sampling(name:str="turbo", steps:int=None, cfg_scale:float=None)->dict:
@@ -331,6 +332,8 @@ def checkpoint_loras(run_folder:str|Path)->dict:
     if not out: raise ZImageError(f"no checkpoints or LoRA in {run_folder}", "train first, or point to <output_dir>/<job name>")
     return out
 
+
+# %% ../nbs/09_sample.ipynb
 def checkpoint_adapter(sampler:Sampler, lora:Path # a checkpoint's lora.safetensors, or a final LoRA
                       )->str:
     "Load a checkpoint's LoRA into the sampler once, as adapter ck_<step> (a final LoRA: ck_final); returns the name."
@@ -338,11 +341,26 @@ def checkpoint_adapter(sampler:Sampler, lora:Path # a checkpoint's lora.safetens
     if name not in adapter_names(sampler.tr): sampler.add_lora(lora, name)
     return name
 
+
+# %% ../nbs/09_sample.ipynb
+CARD_FILE = "report_card.json"   # the run's report card (09b_report writes it, with report_card.png beside it)
+
+def file_stamp(f:Path)->list: return [f.stat().st_size, f.stat().st_mtime_ns]   # tells a LoRA file from another one written since
+
+def card_scores(run_folder:str|Path, loras:dict)->dict:
+    "{label: ' · DINO +0.05 · kept 0.93'} from the run's report card, for the LoRA files it scored (a file written since it was made gets none)."
+    f = Path(run_folder) / CARD_FILE
+    if not f.exists(): return {}
+    card = json.loads(f.read_text()); scored = card.get("how", {}).get("files", {})
+    return {l: f" · DINO {r['dino_gain']:+.2f} · kept {r['kept']:.2f}" for l, r in card["rows"].items() if l in loras and scored.get(l) == file_stamp(loras[l])}
+
 def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], seed:int=42, base:dict=None,
                     others:dict=None, # adapters in effect in every column (e.g. {DISTILL_PATCH: 1.0})
                     path:str|Path=None, progress:bool=True)->Grid:
-    "Prompts × (no LoRA, each checkpoint, final LoRA)."
-    cols = [dict(adapters=dict(others or {}), label="no LoRA")]
-    for label, f in checkpoint_loras(run_folder).items():
-        cols.append(dict(adapters={**(others or {}), checkpoint_adapter(sampler, f): 1.0}, label=label))
+    "Prompts × (no LoRA, each checkpoint, final LoRA); each column labelled with its report-card scores when the run has a card."
+    cols, loras = [dict(adapters=dict(others or {}), label="no LoRA")], checkpoint_loras(run_folder)
+    scores = card_scores(run_folder, loras)
+    for label, f in loras.items():
+        cols.append(dict(adapters={**(others or {}), checkpoint_adapter(sampler, f): 1.0}, label=label + scores.get(label, "")))
     return render_grid(sampler, prompt_rows(prompts, seed), cols, base, f"checkpoints of {Path(run_folder).name}", path, progress)
+
