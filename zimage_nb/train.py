@@ -50,6 +50,8 @@ def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None
     if not items: raise ZImageError("no training items: every image was skipped or too small for every resolution", "see the dataset report; add images or lower datasets.resolutions")
     return items
 
+
+# %% ../nbs/08_train.ipynb
 def split_holdout(items:list[Item], n:int, seed:int)->tuple[list, list]:
     "Training items without `n` images of the first dataset, and one item per (latent, caption) of those images (all images' when n = 0)."
     distinct = lambda its: list({(it.latent, it.text, it.mask): it for it in its}.values())
@@ -61,6 +63,8 @@ def split_holdout(items:list[Item], n:int, seed:int)->tuple[list, list]:
     held = set(random.Random(seed).sample(files, n))
     return [it for it in items if it.file not in held], distinct([it for it in items if it.file in held])
 
+
+# %% ../nbs/08_train.ipynb
 def epoch_batches(items:list[Item], batch_size:int, seed:int, epoch:int)->list[list[int]]:
     "The batches (lists of item indices) of one epoch: shuffled, one bucket shape per batch."
     rng = random.Random(f"zimage-nb/{seed}/{epoch}")
@@ -71,6 +75,8 @@ def epoch_batches(items:list[Item], batch_size:int, seed:int, epoch:int)->list[l
     rng.shuffle(batches)
     return batches
 
+
+# %% ../nbs/08_train.ipynb
 class BatchPlan:
     "Batch number k of the whole run -> item indices, for any k (epochs are built as needed)."
     def __init__(self, items, batch_size, seed):
@@ -80,6 +86,7 @@ class BatchPlan:
         e = k // self.per_epoch
         if e not in self._epochs: self._epochs = {e: epoch_batches(self.items, self.bs, self.seed, e)}
         return self._epochs[e][k % self.per_epoch]
+
 
 # %% ../nbs/08_train.ipynb
 def make_optimizer(params:list, t)->torch.optim.Optimizer:
@@ -120,6 +127,8 @@ class Run:
     training_adapter: bool = False; distill_patch: bool = False; fp16_hooks: list = None; sampler: object = None
     offload: object = None   # a BlockOffload when advanced.train_offload is on
 
+
+# %% ../nbs/08_train.ipynb
 def dist_info()->tuple[int, int]:
     "(rank, world size) of this process."
     if torch.distributed.is_available() and torch.distributed.is_initialized(): return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -128,9 +137,12 @@ def dist_info()->tuple[int, int]:
 def _barrier(world):
     if world > 1: torch.distributed.barrier()
 
+
+# %% ../nbs/08_train.ipynb
 def trigger_prompts(prompts:list, trigger:str)->list[str]:
     "Sample prompts with [trigger] replaced."
     return [" ".join(p.replace("[trigger]", trigger).split()) for p in prompts]
+
 
 # %% ../nbs/08_train.ipynb
 def _model_folder(cfg:ZConfig, progress:bool=False)->Path:
@@ -192,6 +204,12 @@ def prepare_run_model(run:Run, progress:bool=True):
     with _timed(run, "transformer"): tr = load_run_transformer(run.cfg, run.dtype, _load_device(run.cfg, run.device), progress=progress)
     attach_training(run, tr)
 
+def _load_device(cfg:ZConfig, device:str)->str:
+    "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
+    return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
+
+
+# %% ../nbs/08_train.ipynb
 def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transformer`, or random weights in the benchmarks)
     "Frozen adapters, the trained LoRA, checkpointing, fp16 clamps, offload, optimizer, scheduler and loss scaler."
     cfg, t, a = run.cfg, run.cfg.training, run.cfg.advanced
@@ -213,6 +231,8 @@ def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transfo
     run.scaler = torch.amp.GradScaler(run.device.split(":")[0]) if run.dtype == torch.float16 else None
     run.ema = [p.detach().float().clone() for p in run.params] if t.ema_decay else None
 
+
+# %% ../nbs/08_train.ipynb
 @torch.no_grad()
 def ema_update(run:Run):
     "After an optimizer step: the EMA follows the weights until training.ema_start, then moves by (1 - decay) towards them."
@@ -221,6 +241,8 @@ def ema_update(run:Run):
         if run.step <= t.ema_start: e.copy_(p.detach().float())
         else: e.lerp_(p.detach().float(), 1 - t.ema_decay)
 
+
+# %% ../nbs/08_train.ipynb
 @contextlib.contextmanager
 def ema_weights(run:Run):
     "The EMA in the LoRA's place for the duration (the export); the trained weights come back after."
@@ -233,10 +255,8 @@ def ema_weights(run:Run):
         with torch.no_grad():
             for p, s in zip(run.params, saved): p.copy_(s)
 
-def _load_device(cfg:ZConfig, device:str)->str:
-    "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
-    return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
 
+# %% ../nbs/08_train.ipynb
 def training_adapters(run:Run)->dict:
     "Adapters in effect while training: the LoRA, plus the training adapter if used."
     return {TRAINED: 1.0, **({TRAINING_ADAPTER: 1.0} if run.training_adapter else {})}
@@ -244,6 +264,7 @@ def training_adapters(run:Run)->dict:
 def sampling_adapters(run:Run)->dict:
     "Adapters in effect for samples and export checks: the LoRA (+ DistillPatch), never the training adapter."
     return {TRAINED: 1.0, **({DISTILL_PATCH: run.cfg.model.distill_patch_weight} if run.distill_patch else {})}
+
 
 # %% ../nbs/08_train.ipynb
 MAX_NAN_STEPS = 5
@@ -259,6 +280,8 @@ def _diverged(run:Run, what:str=None)->ZImageError:
     return ZImageError(f"training diverged: {what} (step {run.step})",
                        "lower training.lr (e.g. 5e-5), set quantization.compute to fp16-safe (T4/P100) or fp32, and resume: the last checkpoint is intact")
 
+
+# %% ../nbs/08_train.ipynb
 def _batch_generator(seed:int, k:int)->torch.Generator:
     "Randomness of global micro-batch k: the same whichever process or step takes it."
     return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63))
@@ -273,6 +296,8 @@ def loss_mask(run:Run, its:list)->torch.Tensor|None:
         ws.append(u + (1 - u) * run.masks[it.mask])
     return torch.stack(ws)
 
+
+# %% ../nbs/08_train.ipynb
 def _batch(run:Run, idx:list[int], g:torch.Generator):
     "Latents [B,C,H,W], caption embeds, class-caption embeds (DOP), loss mask (or None) of one batch; captions dropped with the configured chance."
     its = [run.items[i] for i in idx]
@@ -299,6 +324,7 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
         with torch.no_grad(), adapters_off(run.transformer, TRAINED): prior = predict(run.transformer, noisy, sig, prior_embeds, run.dtype)
         loss = loss + weight * flow_loss(predict(run.transformer, noisy, sig, prior_embeds, run.dtype), prior, t.loss)
     return loss
+
 
 # %% ../nbs/08_train.ipynb
 def train_step(run:Run)->dict:
