@@ -9,10 +9,10 @@ test:
 	python tools/make_readme.py --check
 	@echo "== $$(date -u +%T) lint (ruff: pyproject.toml)"
 	ruff check zimage_nb tests tools bench browser_tests
-	@echo "== $$(date -u +%T) pytest"
-	python -m pytest tests/ -q -p no:cacheprovider --durations=15
-	@echo "== $$(date -u +%T) notebooks, top to bottom"
-	nbdev_test --n_workers 2
+	@echo "== $$(date -u +%T) pytest (two workers, a test file each at a time: tests/conftest.py gives each one thread)"
+	python -m pytest tests/ -q -p no:cacheprovider --durations=15 -n 2 --dist loadfile
+	@echo "== $$(date -u +%T) notebooks, top to bottom (two at a time, one thread each)"
+	OMP_NUM_THREADS=1 nbdev_test --n_workers 2
 	@$(MAKE) --no-print-directory release-check floors
 
 # The sdist and the wheel build and pass `twine check --strict` (what PyPI would refuse, refused here).

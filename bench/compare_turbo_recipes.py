@@ -20,7 +20,17 @@ Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (t
     class drift       mean |pixel difference| / 255 between the class prompts' samples and the same model's without the
                       LoRA (same steps and noise): what the LoRA changed beyond its subject
 
-Two reference rows (no LoRA) come first. `python bench/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
+and by the report card's formulas (`zimage_nb.report`, 09b) with `TinyWorldScorers` as DINO, to check that the card's
+verdicts on recipes agree with the measures above:
+
+    card: few-step kept   DINO similarity of the trigger prompt's 1-step samples to the same model's 30-step ones (the
+                          card's few-step kept, paired by seed); the truth it stands for: the 1-step vs 30-step gap
+    card: base kept       DINO similarity of the class prompts' samples with the LoRA to without (paired by prompt and
+                          seed); the truth: class drift
+    card: DINO gained     DINO similarity of the trigger prompt's samples to the training pictures, with the LoRA minus
+                          without; the truth: subject
+
+Three reference rows (no LoRA) come first. `python bench/compare_turbo_recipes.py --out /tmp/recipes` (~4 min on 2 CPU cores).
 One training per recipe varies a lot from seed to seed (the subject's share most), so bench/RESULTS.md reports three
 training seeds and their spread:
 
@@ -39,6 +49,7 @@ from zimage_nb.models import tiny_model_folder
 from zimage_nb.tiny import tiny_pipeline, tiny_image, subject_share, tiny_purity, tiny_turbo_file, image_distance as mad, TINY_TURBO_STEPS
 from zimage_nb.train import train
 from zimage_nb.tiny import write_demo_dataset
+from zimage_nb.report import TinyWorldScorers, embed_images, mean_paired, mean_pairwise
 
 TRIGGER = "zxq disc on a blue background"
 CLASS = ["a large pink disc in the middle on a grey background", "a large white square on a blue background",
@@ -56,6 +67,15 @@ RECIPES = {   # name: (job name, model, config overrides, frozen LoRA beside it 
 def images(pipe, prompts, steps):
     return [tiny_image(pipe, p, height=64, width=64, steps=steps, seed=s) for p in prompts for s in SEEDS]
 
+SC = TinyWorldScorers()
+dino = lambda ims: embed_images(SC, ims, "dino")
+
+def card_scores(one, many, cls, own_cls, trig, own_trig, refs)->dict:
+    "The report card's few-step kept, base kept and DINO gained for one recipe (score_adapters' formulas on these samples)."
+    n, ref = len(SEEDS), dino(refs)
+    return dict(card_few_step_kept=round(mean_paired(dino(one[:n]), dino(many[:n])), 4), card_kept=round(mean_paired(dino(cls), dino(own_cls)), 4),
+                card_dino_gain=round(mean_pairwise(dino(trig), ref) - mean_pairwise(dino(own_trig), ref), 4))
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="/tmp/recipes")
@@ -72,6 +92,7 @@ def main():
     torch.set_num_threads(a.threads)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     photos = write_demo_dataset(out / "photos")
+    refs = [Image.open(f).convert("RGB") for f in sorted(photos.glob("*.png"))]
     folders = {"base": tiny_model_folder(out / "tiny-base"), "turbo": tiny_model_folder(out / "tiny-turbo", turbo=True)}
     adapter, patch = str(tiny_turbo_file("adapter")), str(tiny_turbo_file("patch"))
     ref = images(tiny_pipeline(turbo=True), CLASS, TINY_TURBO_STEPS)             # the tiny Turbo's own few-step samples
@@ -80,13 +101,16 @@ def main():
         pipe.load_lora_weights(str(Path(tiny_turbo_file(kind)).parent), weight_name=Path(tiny_turbo_file(kind)).name, adapter_name=kind)
         pipe.set_adapters([kind], [weight]); return pipe
     ref_fewstep = images(with_lora(tiny_pipeline(), "fewstep", 0.8), CLASS, TINY_TURBO_STEPS)   # the base + few-step LoRA's own samples
+    trig_off = {"turbo": images(tiny_pipeline(turbo=True), [TRIGGER], TINY_TURBO_STEPS), "base": images(tiny_pipeline(), [TRIGGER], 30),
+                "fewstep": images(with_lora(tiny_pipeline(), "fewstep", 0.8), [TRIGGER], TINY_TURBO_STEPS)}   # the trigger prompt without a subject LoRA
     rows, table, trained = [], [], {}
     for name, turbo, steps in (("tiny Turbo, no LoRA", True, TINY_TURBO_STEPS), ("tiny base, no LoRA", False, 30), ("tiny base + few-step LoRA, no subject LoRA", None, TINY_TURBO_STEPS)):
         pipe = tiny_pipeline(turbo=bool(turbo)) if turbo is not None else with_lora(tiny_pipeline(), "fewstep", 0.8)
         trig, cls = images(pipe, [TRIGGER], steps), images(pipe, CLASS, steps)
         one = images(pipe, [TRIGGER] + CLASS, TINY_TURBO_STEPS); many = images(pipe, [TRIGGER] + CLASS, 30)
         table.append(dict(recipe=name, seed=a.seed, sampling_steps=steps, train_seconds=0, subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
-                          few_step_gap=round(mad(one, many), 4), class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3), class_drift=0.0))
+                          few_step_gap=round(mad(one, many), 4), class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3), class_drift=0.0,
+                          **card_scores(one, many, cls, cls, trig, trig, refs)))
         rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[len(SEEDS)]]))
     for name, (job, model, over, extra, steps) in RECIPES.items():
         over = {k: {"ADAPTER": adapter, "PATCH": patch}.get(v, v) for k, v in over.items()}
@@ -109,12 +133,13 @@ def main():
                    subject=round(float(np.mean([subject_share(i) for i in trig])), 3),
                    few_step_gap=round(mad(one, many), 4),
                    class_sharpness=round(float(np.mean([tiny_purity(i) for i in cls])), 3),
-                   class_drift=round(mad(cls, own), 4))
+                   class_drift=round(mad(cls, own), 4),
+                   **card_scores(one, many, cls, own, trig, trig_off["turbo" if model == "turbo" else "fewstep" if extra and extra[0] == "fewstep" else "base"], refs))
         print(row, flush=True); table.append(row)
         rows.append((f"{name}, {steps} step{'s' * (steps > 1)}", trig + [cls[0], cls[len(SEEDS)]]))
     (out / "recipes.json").write_text(json.dumps(table, indent=1))
-    md = ["| recipe | sampled at | subject | 1-step vs 30-step gap | class prompts: sharpness | class prompts: drift |", "|---|---|---|---|---|---|"]
-    md += [f"| {r['recipe']} | {r['sampling_steps']} step{'s' * (r['sampling_steps'] > 1)} | {r['subject']:.1%} | {r['few_step_gap']:.3f} | {r['class_sharpness']:.2f} | {r['class_drift']:.3f} |" for r in table]
+    md = ["| recipe | sampled at | " + " | ".join(t for _, t, _ in METRICS) + " |", "|---" * (2 + len(METRICS)) + "|"]
+    md += [f"| {r['recipe']} | {r['sampling_steps']} step{'s' * (r['sampling_steps'] > 1)} | " + " | ".join(f(r[k]) for k, _, f in METRICS) + " |" for r in table]
     (out / "recipes.md").write_text("\n".join(md) + "\n")
     from zimage_nb.sample import label_font
     cell, left = 96, 330
@@ -130,7 +155,14 @@ def main():
     print("\n".join(md)); print(f"wrote {out / 'recipes.png'}")
 
 METRICS = (("subject", "subject", lambda v: f"{v:.1%}"), ("few_step_gap", "1-step vs 30-step gap", lambda v: f"{v:.3f}"),
-           ("class_sharpness", "class prompts: sharpness", lambda v: f"{v:.3f}"), ("class_drift", "class prompts: drift", lambda v: f"{v:.3f}"))
+           ("class_sharpness", "class prompts: sharpness", lambda v: f"{v:.3f}"), ("class_drift", "class prompts: drift", lambda v: f"{v:.3f}"),
+           ("card_few_step_kept", "card: few-step kept", lambda v: f"{v:.3f}"), ("card_kept", "card: base kept", lambda v: f"{v:.3f}"),
+           ("card_dino_gain", "card: DINO gained", lambda v: f"{v:+.3f}"))
+CARD_VS_TRUTH = (("card_few_step_kept", "few_step_gap", -1), ("card_kept", "class_drift", -1), ("card_dino_gain", "subject", 1))   # (card, truth, the sign that means agreement)
+
+def spearman(a, b)->float:
+    r = lambda x: np.argsort(np.argsort(x))
+    return float(np.corrcoef(r(a), r(b))[0, 1])
 
 def summarize(folders:list, out:Path):
     "One table over several runs (training seeds): each metric's mean and, in brackets, its lowest and highest value."
@@ -147,6 +179,14 @@ def summarize(folders:list, out:Path):
             cells.append(fmt(np.mean(v)) if max(v) == min(v) else f"{fmt(np.mean(v))} ({fmt(min(v))}-{fmt(max(v))})")
         n = rows[0]["sampling_steps"]
         md.append(f"| {name} | {n} step{'s' * (n > 1)} | " + " | ".join(cells) + " |")
+    rows = [x for run in runs for x in run]
+    md += ["", f"Spearman rank correlation over the {len(rows)} rows (recipes x training seeds; a sign of -1 means higher card = lower truth): "
+           + ", ".join(f"{c} / {t} {spearman([x[c] for x in rows], [x[t] for x in rows]):+.2f} (agreement: {s:+d})" for c, t, s in CARD_VS_TRUTH)]
+    turbo = [n for n in names if n in RECIPES and RECIPES[n][1] == "turbo"]
+    for run, seed in zip(runs, seeds):   # per training seed: which Turbo recipe keeps the few-step quality best, by the card and by the truth
+        by = {x["recipe"]: x for x in run if x["recipe"] in turbo}
+        md.append(f"seed {seed}: card's best few-step kept: {max(by, key=lambda n: by[n]['card_few_step_kept'])}; smallest 1-step vs 30-step gap: "
+                  f"{min(by, key=lambda n: by[n]['few_step_gap'])}; sharpest class prompts: {max(by, key=lambda n: by[n]['class_sharpness'])}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipes_seeds.json").write_text(json.dumps([x for run in runs for x in run], indent=1))
     (out / "recipes_summary.md").write_text(f"training seeds {', '.join(map(str, seeds))}: mean (lowest-highest)\n\n" + "\n".join(md) + "\n")

@@ -96,6 +96,8 @@ def test_estimate_and_prepare_commands(tmp_path):
     assert "time: ~" in r.stdout and "on Colab free" in r.stdout and "on Kaggle" in r.stdout          # the run's time against the session limits
     r = run("estimate", str(f), "--gpu", "T4", "--platform", "colab-free", "--set", "training.steps=20000")
     assert "needs " in r.stdout and "sessions" in r.stdout and "To fit one: training.steps = " in r.stdout
+    r = run("estimate", str(f), "--gpu", "T4", "--set", "training.lr=1e-4")     # YAML 1.1 reads 1e-4 (no dot) as text: the field's type makes it a number
+    assert r.returncode == 0 and "fits" in r.stdout, r.stderr
     r = run("estimate", str(f), "--gpu", "H900")
     assert r.returncode == 2 and "--gpu H900 is not a known GPU" in r.stderr
     from zimage_nb.tiny import write_demo_dataset

@@ -22,6 +22,7 @@ __all__ = ['ENCODERS', 'model_fingerprint', 'file_sha', 'CacheStore', 'image_ten
 # %% ../nbs/06_cache.ipynb
 def _sha(*parts)->str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
+# %% ../nbs/06_cache.ipynb
 def model_fingerprint(module:torch.nn.Module)->str:
     "A short id of a model: its config and a checksum of its first and last weights."
     ps = [p for p in module.parameters()]
@@ -31,6 +32,7 @@ def model_fingerprint(module:torch.nn.Module)->str:
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}  # bookkeeping (e.g. a set-ordered list), not identity
     return _sha(type(module).__name__, cfg, [tuple(p.shape) for p in ps], probe)
 
+# %% ../nbs/06_cache.ipynb
 def file_sha(path:str|Path)->str:
     "sha256 of a file's bytes."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -72,6 +74,7 @@ def image_tensor(path:str|Path, bucket:tuple, crop:str="center", seed:int=0,
     if flip: img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
+# %% ../nbs/06_cache.ipynb
 def mask_tensor(mask:str|Path,   # the prepared mask ('L' PNG, the size of its prepared image)
                 image:str|Path,  # its prepared image: the random crop window is drawn from its path, as in `image_tensor`
                 bucket:tuple, crop:str="center", seed:int=0, flip:bool=False)->torch.Tensor:
@@ -81,6 +84,7 @@ def mask_tensor(mask:str|Path,   # the prepared mask ('L' PNG, the size of its p
     if flip: m = m.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return torch.nn.functional.avg_pool2d(torch.from_numpy(np.asarray(m, dtype=np.float32) / 255.0)[None, None], 8)[0]
 
+# %% ../nbs/06_cache.ipynb
 @torch.no_grad()
 def encode_latents(vae, pixels:torch.Tensor # [B, 3, H, W] in [-1, 1]
                   )->torch.Tensor:
@@ -88,6 +92,7 @@ def encode_latents(vae, pixels:torch.Tensor # [B, 3, H, W] in [-1, 1]
     z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
     return (z - vae.config.shift_factor) * vae.config.scaling_factor
 
+# %% ../nbs/06_cache.ipynb
 @torch.no_grad()
 def decode_latents(vae, latents:torch.Tensor)->torch.Tensor:
     "Images [B, 3, H, W] in [-1, 1] from scaled latents (the pipeline's own inverse)."
@@ -104,6 +109,7 @@ def latent_plan(reports:list[DatasetReport], fingerprint:str, crop:str="center",
              (r.prepared, res, "flip") if f else (r.prepared, res),
              _sha("mask", mask_sha[r.mask], r.prepared, b, crop, seed, f) if getattr(r, "mask", "") else "") for r, res, b, f in todo]
 
+# %% ../nbs/06_cache.ipynb
 def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
                   vae, store:CacheStore, crop:str="center", seed:int=0, progress:bool=True,
                   flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
@@ -129,10 +135,12 @@ def encode_prompts(tokenizer, text_encoder, prompts:list[str], max_sequence_leng
     embeds, _ = enc.encode_prompt(list(prompts), device=text_encoder.device, do_classifier_free_guidance=False, max_sequence_length=max_sequence_length)
     return embeds
 
+# %% ../nbs/06_cache.ipynb
 def text_keys(prompts:list[str], max_sequence_length:int, fingerprint:str)->dict:
     "{prompt: cache key} for every distinct prompt and the empty one."
     return {p: _sha("text", p, max_sequence_length, fingerprint) for p in sorted(set(prompts) | {""})}
 
+# %% ../nbs/06_cache.ipynb
 def cache_text(prompts:list[str], tokenizer, text_encoder, store:CacheStore, max_sequence_length:int=512, progress:bool=True)->dict:
     "Encode every distinct prompt not yet cached (the empty prompt always included); an embedding with NaN/Inf is refused, not cached."
     index, computed, reused = text_keys(prompts, max_sequence_length, model_fingerprint(text_encoder)), 0, 0
@@ -146,11 +154,12 @@ def cache_text(prompts:list[str], tokenizer, text_encoder, store:CacheStore, max
     return dict(index=index, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb
-ENCODERS = "encoders.json"   # beside the text cache: which text encoder (source, precision, device) made which fingerprint
-
 def encoder_ident(encoder_id:str, quant:str, dtype:torch.dtype, device:str)->str:
     "A text encoder as far as its embeddings go: where it comes from, its weights' precision, the compute dtype and the kind of device."
     return _sha("encoder", str(encoder_id), quant, str(dtype), str(device).split(":")[0])
+
+# %% ../nbs/06_cache.ipynb
+ENCODERS = "encoders.json"   # beside the text cache: which text encoder (source, precision, device) made which fingerprint
 
 def cached_embeddings(work:str|Path, encoder_id:str, quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu",
                       max_sequence_length:int=512)->dict:
@@ -162,6 +171,7 @@ def cached_embeddings(work:str|Path, encoder_id:str, quant:str="nf4", dtype:torc
     return {e["prompt"]: store.get(k)["embeds"] for k, e in store.entries.items()
             if e.get("kind") == "text" and k == _sha("text", e["prompt"], max_sequence_length, fp) and store.valid(k)}
 
+# %% ../nbs/06_cache.ipynb
 def build_caches(reports:list[DatasetReport], # prepared datasets
                  model_folder:str|Path,      # diffusers folder (vae/, text_encoder/, tokenizer/)
                  work:str|Path,              # caches go to work/cache/{latents,text}

@@ -11,15 +11,15 @@ import torch
 from tqdm.auto import tqdm
 from .core import ZImageError, atomic_folder, atomic_write_text, clean_text, release_freed_memory
 from .data import IMAGE_EXTS, Skip, clean_image, is_junk, read_caption
+from .config import run_folder
+from .sources import CAPTION_MODELS, CAPTION_PATTERNS   # the captioners' repositories and what a download fetches (01b_sources)
 
 # %% auto #0
 __all__ = ['STYLES', 'TINY_CAPTIONER_VERSION', 'VL_CHAT_TEMPLATE', 'PROGRESS_FILE', 'style_prompt', 'degenerate',
-           'finish_caption', 'Captioner', 'captioner_folder', 'load_captioner', 'tiny_captioner_folder', 'describe',
+           'finish_caption', 'tiny_captioner_folder', 'Captioner', 'captioner_folder', 'load_captioner', 'describe',
            'CaptionRow', 'CaptionReport', 'caption_images', 'caption_dataset', 'caption_datasets']
 
 # %% ../nbs/05b_caption.ipynb
-from .config import run_folder
-from .sources import CAPTION_MODELS, CAPTION_PATTERNS   # the captioners' repositories and what a download fetches (01b_sources)
 STYLES = {
     "short": ("Write one short sentence (at most 20 words) describing this image for a text-to-image training caption. "
               "Plain prose, no preamble.", 48),
@@ -37,9 +37,7 @@ def style_prompt(style:str)->tuple[str, int]:
     if style not in STYLES: raise ZImageError(f"caption style {style!r} is unknown", f"use one of {', '.join(STYLES)}")
     return STYLES[style]
 
-_PREAMBLE = re.compile(r"^(sure[,!.]?\s*)?((here is|here's) (a|the) (short |detailed )?(caption|description)[^:]*:\s*|(caption|description)\s*:\s*)", re.I)
-_SUBJECT = re.compile(r"\b[Tt]he subject\b")
-
+# %% ../nbs/05b_caption.ipynb
 def degenerate(text:str)->str:
     "Why a captioner's output is not a caption ('' if it is one): empty, one repeated character, or one repeated word (what Qwen models write when fp16 overflows: transformers PR 33312 saw only '!')."
     text, _ = clean_text(text)
@@ -49,6 +47,10 @@ def degenerate(text:str)->str:
     words = re.findall(r"\w+|[^\w\s]", text.lower())
     if len(words) >= 3 and len(set(words)) == 1: return f"one repeated word ({text[:30]!r})"
     return ""
+
+# %% ../nbs/05b_caption.ipynb
+_PREAMBLE = re.compile(r"^(sure[,!.]?\s*)?((here is|here's) (a|the) (short |detailed )?(caption|description)[^:]*:\s*|(caption|description)\s*:\s*)", re.I)
+_SUBJECT = re.compile(r"\b[Tt]he subject\b")
 
 def finish_caption(text:str,          # what the model wrote
                    style:str,         # the style it was asked for
@@ -63,6 +65,14 @@ def finish_caption(text:str,          # what the model wrote
     return f"[trigger], {text[:1].lower() + text[1:]}" if text else "[trigger]"
 
 # %% ../nbs/05b_caption.ipynb
+class _quiet_transformers:
+    "transformers says, for every image processor, that torchvision is missing and Pillow is used: expected here."
+    def __enter__(self):
+        import logging
+        self.log = logging.getLogger("transformers"); self.level = self.log.level; self.log.setLevel(logging.ERROR)
+    def __exit__(self, *a): self.log.setLevel(self.level)
+
+# %% ../nbs/05b_caption.ipynb
 def _image_only(proc_cls):
     "The processor class without its video processor (which needs torchvision; images are all captions use), taking any tokenizer class."
     class ImageOnly(proc_cls):
@@ -73,64 +83,6 @@ def _image_only(proc_cls):
             return super().check_argument_for_proper_class(name, arg)
     ImageOnly.__name__ = f"ImageOnly{proc_cls.__name__}"
     return ImageOnly
-
-def _processor(folder:Path):
-    "Tokenizer + image processor + chat template of a Qwen-VL folder, as that family's processor."
-    import transformers
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
-    kind = AutoConfig.from_pretrained(folder).model_type
-    classes = {"qwen3_vl": "Qwen3VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor"}
-    if kind not in classes: raise ZImageError(f"{folder} is a {kind} model; the captioner reads Qwen2-VL, Qwen2.5-VL and Qwen3-VL models", f"use one of {', '.join(CAPTION_MODELS)}")
-    tok = AutoTokenizer.from_pretrained(folder); tok.padding_side = "left"
-    template = next((f.read_text() for f in (folder / "chat_template.jinja",) if f.exists()), None)
-    if template is None and (folder / "chat_template.json").exists(): template = json.loads((folder / "chat_template.json").read_text())["chat_template"]
-    with _quiet_transformers(): ip = AutoImageProcessor.from_pretrained(folder)
-    return _image_only(getattr(transformers, classes[kind]))(image_processor=ip, tokenizer=tok, video_processor=None, chat_template=template or tok.chat_template)
-
-class _quiet_transformers:
-    "transformers says, for every image processor, that torchvision is missing and Pillow is used: expected here."
-    def __enter__(self):
-        import logging
-        self.log = logging.getLogger("transformers"); self.level = self.log.level; self.log.setLevel(logging.ERROR)
-    def __exit__(self, *a): self.log.setLevel(self.level)
-
-# %% ../nbs/05b_caption.ipynb
-@dataclass
-class Captioner:
-    "A loaded vision-language model and its processor."
-    model: object; processor: object; name: str; device: str; dtype: torch.dtype
-
-def captioner_folder(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a local folder, or "tiny"
-                     token:str=None)->Path:
-    "A local folder holding the captioner (downloading only its weights, configs, tokenizer and template)."
-    if name == "tiny": return tiny_captioner_folder()
-    p = Path(str(name)).expanduser()
-    if p.is_dir(): return p
-    repo = CAPTION_MODELS.get(name, name)
-    if repo.count("/") != 1: raise ZImageError(f"captioner {name!r} is not a folder, a Hub id or one of {', '.join(CAPTION_MODELS)}", "check the name or path")
-    from huggingface_hub import snapshot_download
-    from zimage_nb.sources import hub_call
-    return Path(hub_call(repo, lambda: snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS)), what=f"the captioner {repo}"))
-
-def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a local folder, or "tiny"
-                   quant:str="nf4",        # nf4 | int8 | bf16 (nf4 / int8 need a CUDA GPU; elsewhere the compute dtype is used)
-                   device:str=None, dtype:torch.dtype=None, token:str=None)->Captioner:
-    "Load a captioner onto `device`."
-    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
-    from zimage_nb.models import default_device, compute_dtype, encoder_dtype
-    device = device or default_device(); dtype = dtype or encoder_dtype(compute_dtype("auto", device))   # fp32 where fp16 would be used: Qwen overflows it
-    folder = captioner_folder(name, token)
-    # transformers 5 swaps layers for code fetched from the Hub at load time (the `kernels` package): on a GPU, the RMSNorms
-    # (kernels-community/liger-kernels), SiLU/GELU (activation) and rotary embeddings, never the 4-bit linears where an NF4 model
-    # spends its time; offline, a kernel missing from the local cache stops the load. Captions must not hang on a download: off.
-    kw = dict(dtype=dtype, use_kernels=False)
-    if quant in ("nf4", "int8") and str(device).startswith("cuda"):
-        kw["quantization_config"] = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-                                     if quant == "nf4" else BitsAndBytesConfig(load_in_8bit=True))
-        kw["device_map"] = {"": device}
-    with _quiet_transformers(): model = AutoModelForImageTextToText.from_pretrained(folder, **kw)
-    if "device_map" not in kw: model = model.to(device)
-    return Captioner(model.eval().requires_grad_(False), _processor(folder), str(name), str(device), dtype)
 
 # %% ../nbs/05b_caption.ipynb
 TINY_CAPTIONER_VERSION = 2
@@ -173,6 +125,60 @@ def tiny_captioner_folder(folder:str|Path=None, seed:int=0)->Path:
     return folder
 
 # %% ../nbs/05b_caption.ipynb
+def _processor(folder:Path):
+    "Tokenizer + image processor + chat template of a Qwen-VL folder, as that family's processor."
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    kind = AutoConfig.from_pretrained(folder).model_type
+    classes = {"qwen3_vl": "Qwen3VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen2_vl": "Qwen2VLProcessor"}
+    if kind not in classes: raise ZImageError(f"{folder} is a {kind} model; the captioner reads Qwen2-VL, Qwen2.5-VL and Qwen3-VL models", f"use one of {', '.join(CAPTION_MODELS)}")
+    tok = AutoTokenizer.from_pretrained(folder); tok.padding_side = "left"
+    template = next((f.read_text() for f in (folder / "chat_template.jinja",) if f.exists()), None)
+    if template is None and (folder / "chat_template.json").exists(): template = json.loads((folder / "chat_template.json").read_text())["chat_template"]
+    with _quiet_transformers(): ip = AutoImageProcessor.from_pretrained(folder)
+    return _image_only(getattr(transformers, classes[kind]))(image_processor=ip, tokenizer=tok, video_processor=None, chat_template=template or tok.chat_template)
+
+# %% ../nbs/05b_caption.ipynb
+@dataclass
+class Captioner:
+    "A loaded vision-language model and its processor."
+    model: object; processor: object; name: str; device: str; dtype: torch.dtype
+
+# %% ../nbs/05b_caption.ipynb
+def captioner_folder(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a local folder, or "tiny"
+                     token:str=None)->Path:
+    "A local folder holding the captioner (downloading only its weights, configs, tokenizer and template)."
+    if name == "tiny": return tiny_captioner_folder()
+    p = Path(str(name)).expanduser()
+    if p.is_dir(): return p
+    repo = CAPTION_MODELS.get(name, name)
+    if repo.count("/") != 1: raise ZImageError(f"captioner {name!r} is not a folder, a Hub id or one of {', '.join(CAPTION_MODELS)}", "check the name or path")
+    from huggingface_hub import snapshot_download
+    from zimage_nb.sources import hub_call
+    return Path(hub_call(repo, lambda: snapshot_download(repo, token=token, allow_patterns=list(CAPTION_PATTERNS)), what=f"the captioner {repo}"))
+
+# %% ../nbs/05b_caption.ipynb
+def load_captioner(name:str="qwen3-vl-2b", # a CAPTION_MODELS name, a Hub id, a local folder, or "tiny"
+                   quant:str="nf4",        # nf4 | int8 | bf16 (nf4 / int8 need a CUDA GPU; elsewhere the compute dtype is used)
+                   device:str=None, dtype:torch.dtype=None, token:str=None)->Captioner:
+    "Load a captioner onto `device`."
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+    from zimage_nb.models import default_device, compute_dtype, encoder_dtype
+    device = device or default_device(); dtype = dtype or encoder_dtype(compute_dtype("auto", device))   # fp32 where fp16 would be used: Qwen overflows it
+    folder = captioner_folder(name, token)
+    # transformers 5 swaps layers for code fetched from the Hub at load time (the `kernels` package): on a GPU, the RMSNorms
+    # (kernels-community/liger-kernels), SiLU/GELU (activation) and rotary embeddings, never the 4-bit linears where an NF4 model
+    # spends its time; offline, a kernel missing from the local cache stops the load. Captions must not hang on a download: off.
+    kw = dict(dtype=dtype, use_kernels=False)
+    if quant in ("nf4", "int8") and str(device).startswith("cuda"):
+        kw["quantization_config"] = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+                                     if quant == "nf4" else BitsAndBytesConfig(load_in_8bit=True))
+        kw["device_map"] = {"": device}
+    with _quiet_transformers(): model = AutoModelForImageTextToText.from_pretrained(folder, **kw)
+    if "device_map" not in kw: model = model.to(device)
+    return Captioner(model.eval().requires_grad_(False), _processor(folder), str(name), str(device), dtype)
+
+# %% ../nbs/05b_caption.ipynb
 @torch.no_grad()
 def describe(cap:Captioner, images:list, # PIL images
              instruction:str, max_new_tokens:int=200)->list[str]:
@@ -190,6 +196,7 @@ class CaptionRow:
     "What happened to one image."
     file: str; status: str; caption: str = ""; detail: str = ""   # status: captioned | kept | skipped
 
+# %% ../nbs/05b_caption.ipynb
 @dataclass
 class CaptionReport:
     "What `caption_images` did."
@@ -206,8 +213,7 @@ class CaptionReport:
         return pd.DataFrame([asdict(r) for r in self.rows])
     def __repr__(self): return self.summary()
 
-PROGRESS_FILE = ".zimage-captions.json"
-
+# %% ../nbs/05b_caption.ipynb
 def _fit_tokens(text:str, tokenizer, limit:int)->tuple[str, bool]:
     "`text` cut at the last sentence that fits `limit` tokens (or at `limit` tokens), and whether it was cut."
     if limit is None or len(tokenizer(text).input_ids) <= limit: return text, False
@@ -217,8 +223,12 @@ def _fit_tokens(text:str, tokenizer, limit:int)->tuple[str, bool]:
         if len(tokenizer(" ".join(sentences)).input_ids) <= limit: return " ".join(sentences), True
     return tokenizer.decode(tokenizer(text).input_ids[:limit]), True
 
+# %% ../nbs/05b_caption.ipynb
 def _images(folder:Path)->list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not is_junk(p.relative_to(folder).as_posix()))
+
+# %% ../nbs/05b_caption.ipynb
+PROGRESS_FILE = ".zimage-captions.json"
 
 def caption_images(folder:str|Path,           # a folder of images (sidecar .txt captions go beside them)
                    style:str="detailed",      # short | detailed | not-subject
@@ -289,6 +299,7 @@ def caption_dataset(cfg, i:int=0, # a ZConfig, and which of its datasets
     return caption_images(source_folder(d.path, work), style, bool(cfg.job.trigger_word), overwrite, model or cfg.advanced.caption_model,
                           cfg.quantization.text_encoder, max_sequence_length=cfg.advanced.max_sequence_length, device=device, dtype=dtype, progress=progress)
 
+# %% ../nbs/05b_caption.ipynb
 def caption_datasets(cfg, work:str|Path=None, progress:bool=True, device:str=None, dtype=None)->list[CaptionReport]:
     "Caption every dataset of `cfg` whose auto_caption is on (the captioner loaded once, released after)."
     todo = [i for i, d in enumerate(cfg.datasets) if d.auto_caption != "off"]

@@ -10,7 +10,8 @@ from .core import ZImageError
 from .config import PRESETS, ConfigError, preset, save_config, load_config, validate_config
 
 # %% auto #0
-__all__ = ['DEMO_STEPS', 'DEMO_PROMPT', 'DEMO_SAMPLE', 'run_demo', 'apply_sets', 'build_parser', 'main']
+__all__ = ['DEMO_STEPS', 'DEMO_PROMPT', 'DEMO_SAMPLE', 'SET', 'COMMANDS', 'run_demo', 'apply_sets', 'arg', 'command',
+           'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb
 DEMO_STEPS = 240                                                  # the demo LoRA's steps: enough to draw the subject's colours in one Turbo step
@@ -99,12 +100,58 @@ def apply_sets(cfg, sets:list)->object:  # "path=value" strings, the value read 
         set_path(cfg, path.strip(), value)
     return cfg
 
+# %% ../nbs/10_cli.ipynb
 def _config(a, ready:bool=True):
     "The command's config: its YAML file with the --set changes, validated (`ready`: dataset paths set too)."
     cfg = apply_sets(load_config(a.config), getattr(a, "set", None))
     validate_config(cfg, ready)
     return cfg
 
+# %% ../nbs/10_cli.ipynb
+def arg(*flags, **options)->tuple:
+    "One argument of a command, as argparse's `add_argument` takes it."
+    return flags, options
+
+SET = arg("--set", action="append", metavar="PATH=VALUE", help="change a field for this command, e.g. --set advanced.train_offload=true (repeat)")
+
+# %% ../nbs/10_cli.ipynb
+COMMANDS = {}   # name: (help, arguments, function), filed by `command`
+
+def command(name:str, help:str, *args:tuple): # args: `arg(...)` each
+    "File the function below as the command `name` (`zimage-nb name ...`)."
+    def file(fn):
+        COMMANDS[name] = (help, args, fn); return fn
+    return file
+
+# %% ../nbs/10_cli.ipynb
+def build_parser()->argparse.ArgumentParser:
+    "The `zimage-nb` argument parser, one subcommand per filed command."
+    p = argparse.ArgumentParser(prog="zimage-nb", description="LoRA training for Z-Image on small GPUs, from notebooks or the shell.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help, args, fn) in COMMANDS.items():
+        s = sub.add_parser(name, help=help)
+        for flags, options in args: s.add_argument(*flags, **options)
+        s.set_defaults(fn=fn)
+    return p
+
+# %% ../nbs/10_cli.ipynb
+def main(argv:list=None)->int:
+    "Entry point of the `zimage-nb` command: 0 when it worked, 2 with the problem and its fix on stderr."
+    a = build_parser().parse_args(argv)
+    try: a.fn(a)
+    except ZImageError as e:
+        print(f"error: {e}", file=sys.stderr); return 2
+    return 0
+
+# %% ../nbs/10_cli.ipynb
+@command("demo", "offline demo on the tiny model (no downloads)",
+         arg("--out", default="zimage-nb-demo", help="folder for everything it writes (default: ./zimage-nb-demo)"),
+         arg("--seed", type=int, default=0, help="seed of the tiny model"),
+         arg("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the demo LoRA (default {DEMO_STEPS})"))
+def _demo(a): run_demo(a.out, a.seed, a.steps)
+
+# %% ../nbs/10_cli.ipynb
+@command("hardware", "profile this machine and suggest settings")
 def _hardware(a):
     from zimage_nb.hardware import detect_hardware, versions_line, version_problems
     from zimage_nb.planner import suggest_settings
@@ -113,6 +160,11 @@ def _hardware(a):
     print(f"versions: {versions_line()}")
     for what, fix in version_problems(): print(f"  problem: {what}\n    fix: {fix}")
 
+# %% ../nbs/10_cli.ipynb
+@command("init", "write a preset as an editable YAML config",
+         arg("config", help="the .yaml file to write"),
+         arg("--preset", default="turbo-adapter-v2", choices=list(PRESETS), help="starting point"),
+         arg("--gpu", help="apply the suggested settings for a known GPU (T4, 2060-6G, 3050L-4G, ...)"), SET)
 def _init(a):
     from zimage_nb.hardware import KNOWN_GPUS
     from zimage_nb.planner import apply_suggestions, suggest_settings
@@ -124,6 +176,8 @@ def _init(a):
     p = save_config(cfg, a.config)
     print(f"wrote {p} (preset {a.preset}{', fitted to ' + a.gpu if a.gpu else ''}); edit it, then: zimage-nb validate {p}")
 
+# %% ../nbs/10_cli.ipynb
+@command("validate", "check a YAML config and list every problem", arg("config", help="the .yaml file to check"))
 def _validate(a):
     import warnings
     with warnings.catch_warnings(record=True):
@@ -138,16 +192,11 @@ def _validate(a):
     for w in ws: print(f"warning: {w}")
     print(f"{a.config}: valid")
 
-def _demo(a): run_demo(a.out, a.seed, a.steps)
-
-def _train(a):
-    cfg = _config(a)                      # the config and its dataset paths are checked before the training stack is loaded:
-    from zimage_nb.data import check_sources   # bitsandbytes' import logs a Hub-kernel line offline (kernels 0.19), not an error of yours
-    if bad := check_sources(cfg): raise ConfigError(bad)
-    from zimage_nb.launch import launch_training
-    r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
-    print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))
-
+# %% ../nbs/10_cli.ipynb
+@command("estimate", "estimate peak VRAM, host RAM and time per step for a config",
+         arg("config", help="the .yaml file"),
+         arg("--gpu", action="append", help="a known GPU (T4, L4, A100, ...; repeat for several); default: this machine's"), SET,
+         arg("--platform", action="append", choices=("colab-free", "kaggle", "local"), help="session limits to compare the run's time with (repeatable; default: colab-free and kaggle)"))
 def _estimate(a):
     from zimage_nb.hardware import KNOWN_GPUS
     from zimage_nb.planner import estimate_training, time_budget
@@ -159,11 +208,20 @@ def _estimate(a):
         if e.gpu.device == "cuda":
             for p in a.platform or ["colab-free", "kaggle"]: print("  " + str(time_budget(cfg, e, p)))
 
+# %% ../nbs/10_cli.ipynb
+@command("prepare", "check and prepare the config's datasets; print the report", arg("config", help="the .yaml file"))
 def _prepare(a):
     from zimage_nb.data import prepare_datasets
     cfg = load_config(a.config)
     for rep in prepare_datasets(cfg): print(rep.summary())
 
+# %% ../nbs/10_cli.ipynb
+@command("caption", "caption the config's images that have no caption (a vision-language model; sidecar .txt files)",
+         arg("config", help="the .yaml file"),
+         arg("--dataset", type=int, default=None, help="only this dataset (index; default: all)"),
+         arg("--style", choices=["short", "detailed", "not-subject"], default=None, help="default: the dataset's auto_caption, else detailed"),
+         arg("--model", default=None, help="captioner: qwen3-vl-2b, qwen3-vl-4b, qwen2.5-vl-3b, a Hub id or a folder (default: advanced.caption_model)"),
+         arg("--overwrite", action="store_true", help="also replace existing captions"), SET)
 def _caption(a):
     from zimage_nb.caption import caption_dataset
     cfg = apply_sets(load_config(a.config), a.set)
@@ -173,6 +231,28 @@ def _caption(a):
         if not 0 <= i < len(cfg.datasets): raise ZImageError(f"--dataset {i}: the config has {len(cfg.datasets)} dataset(s)", "give an index from 0")
         print(caption_dataset(cfg, i, style=a.style, overwrite=a.overwrite, model=a.model).summary())
 
+# %% ../nbs/10_cli.ipynb
+@command("train", "train a LoRA from a YAML config (resumes the job's latest checkpoint)",
+         arg("config", help="the .yaml file (see `zimage-nb init`)"),
+         arg("--until", type=int, default=None, help="stop after this step (a checkpoint is saved)"),
+         arg("--fresh", action="store_true", help="ignore existing checkpoints of this job"),
+         arg("--processes", type=int, default=None, help="processes/GPUs (default: advanced.num_processes)"), SET)
+def _train(a):
+    cfg = _config(a)                      # the config and its dataset paths are checked before the training stack is loaded:
+    from zimage_nb.data import check_sources   # bitsandbytes' import logs a Hub-kernel line offline (kernels 0.19), not an error of yours
+    if bad := check_sources(cfg): raise ConfigError(bad)
+    from zimage_nb.launch import launch_training
+    r = launch_training(cfg, a.processes, resume=not a.fresh, until=a.until)
+    print(f"step {r['steps']}" + (f": LoRA written to {r['lora']}" if r.get("lora") else " (checkpoint saved; run again to continue)"))
+
+# %% ../nbs/10_cli.ipynb
+@command("sample", "render a comparison grid with the config's model (and a LoRA)",
+         arg("config", help="the .yaml file (model, quantization, sample size and prompts)"),
+         arg("--lora", help="a LoRA .safetensors (any layout diffusers reads)"),
+         arg("--weights", type=float, nargs="+", default=[0.0, 1.0], help="LoRA weights to compare (default: 0 1)"),
+         arg("--setting", nargs="+", default=["turbo", "non-accelerated"], help="named sampling settings (default: turbo non-accelerated)"),
+         arg("--prompt", action="append", help="a prompt (repeat for rows); default: the config's sample prompts"),
+         arg("--out", default="grid.png", help="the grid PNG (a .json beside it)"))
 def _sample(a):
     from zimage_nb.models import load_run_pipeline, compute_dtype, default_device
     from zimage_nb.sample import Sampler, render_grid, combine, prompt_rows, setting_columns, weight_sweep
@@ -188,64 +268,3 @@ def _sample(a):
     prompts = trigger_prompts(a.prompt or cfg.sample.prompts, cfg.job.trigger_word)
     g = render_grid(s, prompt_rows(prompts, cfg.sample.seed), cols, dict(width=cfg.sample.width, height=cfg.sample.height), Path(a.lora).name if a.lora else "", a.out)
     print(f"grid {len(g.row_labels)} x {len(g.col_labels)}: {Path(a.out).with_suffix('.png')} and .json")
-
-def build_parser()->argparse.ArgumentParser:
-    "The `zimage-nb` argument parser."
-    p = argparse.ArgumentParser(prog="zimage-nb", description="LoRA training for Z-Image on small GPUs, from notebooks or the shell.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    d = sub.add_parser("demo", help="offline demo on the tiny model (no downloads)")
-    d.add_argument("--out", default="zimage-nb-demo", help="folder for everything it writes (default: ./zimage-nb-demo)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the tiny model")
-    d.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps of the demo LoRA (default {DEMO_STEPS})")
-    d.set_defaults(fn=_demo)
-    t = sub.add_parser("train", help="train a LoRA from a YAML config (resumes the job's latest checkpoint)")
-    t.add_argument("config", help="the .yaml file (see `zimage-nb init`)")
-    t.add_argument("--until", type=int, default=None, help="stop after this step (a checkpoint is saved)")
-    t.add_argument("--fresh", action="store_true", help="ignore existing checkpoints of this job")
-    t.add_argument("--processes", type=int, default=None, help="processes/GPUs (default: advanced.num_processes)")
-    t.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field for this run, e.g. --set advanced.train_offload=true (repeat)")
-    t.set_defaults(fn=_train)
-    e = sub.add_parser("estimate", help="estimate peak VRAM, host RAM and time per step for a config")
-    e.add_argument("config", help="the .yaml file")
-    e.add_argument("--gpu", action="append", help="a known GPU (T4, L4, A100, ...; repeat for several); default: this machine's")
-    e.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field first, e.g. --set advanced.train_offload=true (repeat)")
-    e.add_argument("--platform", action="append", choices=("colab-free", "kaggle", "local"), help="session limits to compare the run's time with (repeatable; default: colab-free and kaggle)")
-    e.set_defaults(fn=_estimate)
-    r = sub.add_parser("prepare", help="check and prepare the config's datasets; print the report")
-    r.add_argument("config", help="the .yaml file")
-    r.set_defaults(fn=_prepare)
-    c = sub.add_parser("caption", help="caption the config's images that have no caption (a vision-language model; sidecar .txt files)")
-    c.add_argument("config", help="the .yaml file")
-    c.add_argument("--dataset", type=int, default=None, help="only this dataset (index; default: all)")
-    c.add_argument("--style", choices=["short", "detailed", "not-subject"], default=None, help="default: the dataset's auto_caption, else detailed")
-    c.add_argument("--model", default=None, help="captioner: qwen3-vl-2b, qwen3-vl-4b, qwen2.5-vl-3b, a Hub id or a folder (default: advanced.caption_model)")
-    c.add_argument("--overwrite", action="store_true", help="also replace existing captions")
-    c.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field first (repeat)")
-    c.set_defaults(fn=_caption)
-    m = sub.add_parser("sample", help="render a comparison grid with the config's model (and a LoRA)")
-    m.add_argument("config", help="the .yaml file (model, quantization, sample size and prompts)")
-    m.add_argument("--lora", help="a LoRA .safetensors (any layout diffusers reads)")
-    m.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0], help="LoRA weights to compare (default: 0 1)")
-    m.add_argument("--setting", nargs="+", default=["turbo", "non-accelerated"], help="named sampling settings (default: turbo non-accelerated)")
-    m.add_argument("--prompt", action="append", help="a prompt (repeat for rows); default: the config's sample prompts")
-    m.add_argument("--out", default="grid.png", help="the grid PNG (a .json beside it)")
-    m.set_defaults(fn=_sample)
-    sub.add_parser("hardware", help="profile this machine and suggest settings").set_defaults(fn=_hardware)
-    i = sub.add_parser("init", help="write a preset as an editable YAML config")
-    i.add_argument("config", help="the .yaml file to write")
-    i.add_argument("--preset", default="turbo-adapter-v2", choices=list(PRESETS), help="starting point")
-    i.add_argument("--gpu", help="apply the suggested settings for a known GPU (T4, 2060-6G, 3050L-4G, ...)")
-    i.add_argument("--set", action="append", metavar="PATH=VALUE", help="change a field, e.g. --set job.trigger_word=zxq (repeat)")
-    i.set_defaults(fn=_init)
-    v = sub.add_parser("validate", help="check a YAML config and list every problem")
-    v.add_argument("config", help="the .yaml file to check")
-    v.set_defaults(fn=_validate)
-    return p
-
-def main(argv:list=None)->int:
-    "Entry point of the `zimage-nb` command."
-    a = build_parser().parse_args(argv)
-    try: a.fn(a)
-    except ZImageError as e:
-        print(f"error: {e}", file=sys.stderr); return 2
-    return 0

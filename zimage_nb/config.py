@@ -244,17 +244,26 @@ PRESETS = {
 }
 
 # %% ../nbs/01_config.ipynb
+def _coerce(value, typ:str):
+    "Read numbers YAML left as text ('1e-4')."
+    if typ in ("float", "int") and isinstance(value, str):
+        try: v = float(value); return int(v) if typ == "int" and v.is_integer() else v
+        except ValueError: return value
+    if typ == "float" and isinstance(value, int) and not isinstance(value, bool): return float(value)
+    return value
+
 def set_path(cfg:ZConfig, # the config to change in place
              path:str,    # dotted field path, e.g. "training.lr" or "datasets.0.repeats"
              value):      # the new value
-    "Set one field of `cfg` by its dotted path."
+    "Set one field of `cfg` by its dotted path (a number given as text, '1e-4', is read as one)."
     *parents, last = path.split(".")
     obj = cfg
     for p in parents: obj = obj[int(p)] if isinstance(obj, list) else getattr(obj, p)
     if isinstance(obj, list): obj[int(last)] = value
     elif not hasattr(obj, last): raise ZImageError(f"'{path}' is not a config field", f"choose one of: {', '.join(r['path'] for r in config_schema())}")
-    else: setattr(obj, last, copy.deepcopy(value))
+    else: setattr(obj, last, copy.deepcopy(_coerce(value, get_type_hints(type(obj))[last].__name__)))   # '1e-4' from a command line is a number
 
+# %% ../nbs/01_config.ipynb
 def preset(name:str="turbo-adapter-v2", # one of PRESETS
            **overrides)->ZConfig:          # extra fields as path=value, with '__' for '.' (training__lr=5e-5)
     "A config from a named preset, with optional overrides."
@@ -386,14 +395,6 @@ def validate_config(cfg:ZConfig,      # the config to check
 def config_to_dict(cfg:ZConfig)->dict:
     "The config as plain dicts and lists, in panel order."
     return asdict(cfg)
-
-def _coerce(value, typ:str):
-    "Read numbers YAML left as text ('1e-4')."
-    if typ in ("float", "int") and isinstance(value, str):
-        try: v = float(value); return int(v) if typ == "int" and v.is_integer() else v
-        except ValueError: return value
-    if typ == "float" and isinstance(value, int) and not isinstance(value, bool): return float(value)
-    return value
 
 def _old_fields(cls, d:dict)->dict:
     "Fields of configs written by earlier versions, read into today's (a copy of `d`)."

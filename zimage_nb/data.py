@@ -18,29 +18,29 @@ __all__ = ['IMAGE_EXTS', 'CAPTION_LIMIT', 'ENTRY_LIMIT', 'UNPACK_REPORT', 'CAPTI
            'is_junk', 'unpack_zip', 'unpack_report', 'uploaded_files', 'unpack_upload', 'export_hf_dataset',
            'source_folder', 'read_caption', 'make_caption', 'check_sources', 'bucket_sizes', 'pick_bucket',
            'crop_to_bucket', 'Skip', 'clean_image', 'FileReport', 'DatasetReport', 'prepared_name', 'prepare_dataset',
-           'preview_grid', 'caption_tokens', 'long_captions', 'prepare_datasets', 'prepare_config_dataset']
+           'preview_grid', 'caption_tokens', 'long_captions', 'prepare_config_dataset', 'prepare_datasets']
 
 # %% ../nbs/05_data.ipynb
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
-CAPTION_LIMIT = 16 * 1024     # bytes of a caption file that are read (Z-Image keeps 512 tokens: ~2-3 KB of text)
-ENTRY_LIMIT = 1 << 30         # an archive entry that inflates past this is not unpacked
-UNPACK_REPORT = ".zimage-unpack.json"   # what an unpack skipped or cut, beside what it unpacked
 
 try:
     import pillow_heif; pillow_heif.register_heif_opener()     # .heic / .heif (iPhone)
 except ImportError: pass
 
+# %% ../nbs/05_data.ipynb
 def is_junk(rel:str)->bool:
     "True for the OS and archive clutter that travels inside zips and folders."
     parts = Path(rel).parts
     return any(p in ("__MACOSX", ".ipynb_checkpoints") or p.startswith("._") for p in parts) or (parts and parts[-1] in (".DS_Store", "Thumbs.db", "desktop.ini"))
 
+# %% ../nbs/05_data.ipynb
 def _file_sha1(path:Path)->str:
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
+# %% ../nbs/05_data.ipynb
 def _copy_capped(src, dst:Path, keep:int, stop:int)->int|None:
     "Stream `src` into `dst`, keeping its first `keep` bytes; the bytes the entry holds (counted, not trusted from its header), or None once past `stop`."
     n = 0
@@ -50,6 +50,11 @@ def _copy_capped(src, dst:Path, keep:int, stop:int)->int|None:
             n += len(chunk)
             if n > stop: return None
     return n
+
+# %% ../nbs/05_data.ipynb
+CAPTION_LIMIT = 16 * 1024     # bytes of a caption file that are read (Z-Image keeps 512 tokens: ~2-3 KB of text)
+ENTRY_LIMIT = 1 << 30         # an archive entry that inflates past this is not unpacked
+UNPACK_REPORT = ".zimage-unpack.json"   # what an unpack skipped or cut, beside what it unpacked
 
 def unpack_zip(data:bytes|str|Path, # zip file path or its bytes
                dest_root:Path,      # folder under which it is unpacked
@@ -85,6 +90,7 @@ def unpack_zip(data:bytes|str|Path, # zip file path or its bytes
         (tmp / UNPACK_REPORT).write_text(json.dumps(dict(skipped=skipped, notes=notes)))
     return dest
 
+# %% ../nbs/05_data.ipynb
 def unpack_report(folder:Path)->tuple[list, dict]:
     "(skipped (file, reason) pairs, notes per file) of every unpack inside `folder`, paths relative to it."
     skipped, notes = [], {}
@@ -107,6 +113,7 @@ def uploaded_files(value)->list[tuple[str, bytes, int|None]]:
         out = [(f["name"], bytes(f.get("content") or b""), f.get("size")) for f in value]
     return out
 
+# %% ../nbs/05_data.ipynb
 def unpack_upload(value,              # FileUpload .value (ipywidgets 7 or 8) or google.colab.files.upload()'s {name: bytes}
                   dest_root:Path)->Path:
     "Write uploaded files (zips unpacked) into one folder under `dest_root`; a file that arrived short or empty is left out and named in the report."
@@ -180,6 +187,7 @@ def read_caption(image:Path,        # an image file
     if notes is not None: notes += [f"caption {n}" for n in how]
     return text
 
+# %% ../nbs/05_data.ipynb
 def make_caption(raw:str|None,            # the sidecar text, if any
                  trigger:str="",           # the trigger word
                  default_caption:str="",   # used when there is no caption
@@ -213,6 +221,7 @@ def bucket_sizes(resolution:int, # e.g. 512: buckets have about 512*512 pixels
             if h >= step and max(w / h, h / w) <= max_ratio and 0.9 * area <= w * h <= 1.05 * area: out |= {(w, h), (h, w)}
     return sorted(out)
 
+# %% ../nbs/05_data.ipynb
 def pick_bucket(width:int, height:int, resolution:int, allow_upscale:bool=False)->tuple|None:
     "The bucket for a width x height image at `resolution`, or None if it is too small (without upscaling)."
     ar = math.log(width / height)
@@ -232,9 +241,7 @@ def crop_to_bucket(img:Image.Image, bucket:tuple, mode:str="center", rng:random.
 class Skip(Exception):
     "This file is not used; the message says why."
 
-LARGE_PIXELS = Image.MAX_IMAGE_PIXELS   # Pillow's decompression-bomb warning level (89.5 megapixels)
-DECODE_LIMIT = 400_000_000              # pixels decoded in full at most (1.2 GB as 8-bit RGB)
-
+# %% ../nbs/05_data.ipynb
 @contextlib.contextmanager
 def _no_bomb_check():
     "Let Pillow open an image of any size: the size is checked here instead."
@@ -242,6 +249,10 @@ def _no_bomb_check():
     try:
         with warnings.catch_warnings(): warnings.simplefilter("ignore", Image.DecompressionBombWarning); yield
     finally: Image.MAX_IMAGE_PIXELS = old
+
+# %% ../nbs/05_data.ipynb
+LARGE_PIXELS = Image.MAX_IMAGE_PIXELS   # Pillow's decompression-bomb warning level (89.5 megapixels)
+DECODE_LIMIT = 400_000_000              # pixels decoded in full at most (1.2 GB as 8-bit RGB)
 
 def _decode(data:bytes, large:str)->tuple[Image.Image, list[str]]:
     "Open and load `data`, reducing an image over LARGE_PIXELS when `large` is 'reduce'."
@@ -265,6 +276,7 @@ def _decode(data:bytes, large:str)->tuple[Image.Image, list[str]]:
         im = im.reduce(k); fixes.append(f"reduced {k}x to {im.width}x{im.height}: {mp}")
     return im, fixes
 
+# %% ../nbs/05_data.ipynb
 def _clean(data:bytes, large:str="reduce")->tuple[Image.Image, list[str], Image.Image|None]:
     "`clean_image`, plus the transparency as an 'L' image (None when the image has none or is fully opaque)."
     im, fixes = _decode(data, large)
@@ -283,6 +295,7 @@ def _clean(data:bytes, large:str="reduce")->tuple[Image.Image, list[str], Image.
         fixes.append(f"{names.get(im.mode, im.mode)} converted to RGB"); im = im.convert("RGB")
     return im, fixes, alpha
 
+# %% ../nbs/05_data.ipynb
 def clean_image(data:bytes,            # the file's bytes
                 large:str="reduce"     # images over LARGE_PIXELS: reduce | skip
                )->tuple[Image.Image, list[str]]:
@@ -303,6 +316,7 @@ class FileReport:
     mask: str = ""             # its loss mask in the work folder (same size), if any
     mask_from: str = ""        # sidecar | folder | transparency | ignored (size differs) | "" (none)
 
+# %% ../nbs/05_data.ipynb
 @dataclass
 class DatasetReport:
     "What `prepare_dataset` did with every file."
@@ -338,11 +352,11 @@ class DatasetReport:
 def _bucket_map(size, resolutions, allow_upscale):
     return {r: b for r in sorted(resolutions) if (b := pick_bucket(*size, r, allow_upscale))}
 
+# %% ../nbs/05_data.ipynb
 def prepared_name(rel:str)->str:
     "The prepared file's name for source path `rel`: readable, and unique per path."
     stem = re.sub(r"[^\w.-]+", "_", Path(rel).with_suffix("").as_posix().replace("/", "__"))[-80:]
     return f"{stem}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}.png"
-
 
 # %% ../nbs/05_data.ipynb
 def _is_sidecar_mask(p:Path, images:set)->bool:
@@ -350,6 +364,7 @@ def _is_sidecar_mask(p:Path, images:set)->bool:
     stem = p.with_suffix("")
     return p.suffix.lower() in IMAGE_EXTS and stem.suffix.lower() == ".mask" and stem.with_suffix("") in images
 
+# %% ../nbs/05_data.ipynb
 def _mask_image(data:bytes, large:str)->Image.Image:
     "A mask file as an 'L' image: white trains, black does not; transparent pixels count as black."
     m, _ = _decode(data, large)
@@ -358,6 +373,7 @@ def _mask_image(data:bytes, large:str)->Image.Image:
         rgba = m.convert("RGBA"); m = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     return m.convert("L")
 
+# %% ../nbs/05_data.ipynb
 def _find_mask(p:Path, rel:str, sidecars:dict, in_folder:dict, alpha)->tuple:
     "(mask source, the mask file or the alpha image) by precedence: sidecar, mask folder, transparency."
     base = p.with_suffix("")
@@ -365,6 +381,7 @@ def _find_mask(p:Path, rel:str, sidecars:dict, in_folder:dict, alpha)->tuple:
     if (f := in_folder.get(Path(rel).with_suffix("").as_posix())): return "folder", f
     return ("transparency", alpha) if alpha is not None else ("", None)
 
+# %% ../nbs/05_data.ipynb
 def _loss_mask(p:Path, rel:str, inv, alpha, size:tuple, fixes:list, large:str)->tuple:
     "(mask source, 'L' image) of an image's loss mask, or ('ignored', None) with the reason added to `fixes` when it cannot be used."
     mask_from, mask = _find_mask(p, rel, inv.sidecars, inv.in_folder, alpha)
@@ -376,13 +393,13 @@ def _loss_mask(p:Path, rel:str, inv, alpha, size:tuple, fixes:list, large:str)->
         return "ignored", None
     return mask_from, mask
 
-
 # %% ../nbs/05_data.ipynb
 @dataclass
 class _Inventory:
     "A dataset folder's files: those to report on (captions and used masks go with their image), its images, masks, and what the unpack skipped or noted."
     folder: Path; files: list; images: set; sidecars: dict; in_folder: dict; unpack_skipped: list; unpack_notes: dict
 
+# %% ../nbs/05_data.ipynb
 def _inventory(folder:Path, masks:bool, mask_folder:str|Path)->_Inventory:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != UNPACK_REPORT)
     images = {p.with_suffix("") for p in files if p.suffix.lower() in IMAGE_EXTS}
@@ -393,6 +410,7 @@ def _inventory(folder:Path, masks:bool, mask_folder:str|Path)->_Inventory:
     with_image = {p for p in with_image if not is_junk(p.relative_to(folder).as_posix())}   # OS clutter is reported as such
     return _Inventory(folder, [p for p in files if p not in with_image], images, sidecars, in_folder, *unpack_report(folder))
 
+# %% ../nbs/05_data.ipynb
 def _not_an_image(p:Path, rel:str, inv:_Inventory)->FileReport|None:
     "The skip row of a file that is not an image to train on; None for an image."
     if is_junk(rel): return FileReport(rel, "skipped", "OS clutter (__MACOSX, ._ files, .DS_Store, Thumbs.db)")
@@ -401,6 +419,7 @@ def _not_an_image(p:Path, rel:str, inv:_Inventory)->FileReport|None:
         return FileReport(rel, "skipped", "not an image" + (" (caption without an image)" if p.suffix.lower() == ".txt" else f" ({p.suffix or 'no extension'})"))
     return None
 
+# %% ../nbs/05_data.ipynb
 def _read_new(p:Path, rel:str, seen:dict)->tuple[bytes|None, FileReport|None]:
     "The file's bytes, or the skip row of one that cannot be read or repeats an earlier file byte for byte (`seen`: hash -> file)."
     try: data = p.read_bytes()
@@ -410,6 +429,7 @@ def _read_new(p:Path, rel:str, seen:dict)->tuple[bytes|None, FileReport|None]:
     seen[h] = rel
     return data, None
 
+# %% ../nbs/05_data.ipynb
 def _prepare_image(p:Path, rel:str, data:bytes, out:Path, inv:_Inventory, o:dict)->FileReport:
     "Clean one image, give it its buckets and mask, write the prepared copies: its row (whatever goes wrong with it is a skip row)."
     try: im, fixes, alpha = _clean(data, o["large_images"])
@@ -434,6 +454,7 @@ def _prepare_image(p:Path, rel:str, data:bytes, out:Path, inv:_Inventory, o:dict
     caption = make_caption(read_caption(p, fixes), o["trigger"], o["default_caption"], o["prepend_trigger"])
     return FileReport(rel, "fixed" if fixes else "kept", "; ".join(fixes), caption, im.size, buckets, str(dest), str(mask_dest), mask_from)
 
+# %% ../nbs/05_data.ipynb
 def prepare_dataset(src,                       # any source `source_folder` takes
                     work:str|Path,             # work folder: prepared images go to work/images/<dataset name>
                     resolutions=(512, 768, 1024), trigger:str="", default_caption:str="", prepend_trigger:bool=False,
@@ -462,7 +483,6 @@ def prepare_dataset(src,                       # any source `source_folder` take
         raise ZImageError(f"dataset '{name}' has no usable image:\n" + rep.summary(), "add images (PNG/JPG/WebP) of at least the smallest resolution, or check the path")
     return rep
 
-
 # %% ../nbs/05_data.ipynb
 def preview_grid(report:DatasetReport, n:int=12, cols:int=4, path:str|Path=None):
     "A matplotlib grid of up to `n` prepared images with their captions and buckets; saved to `path` if given."
@@ -485,9 +505,19 @@ def caption_tokens(caption:str, tokenizer)->int:
     text = tokenizer.apply_chat_template([{"role": "user", "content": caption}], tokenize=False, add_generation_prompt=True, enable_thinking=True)
     return len(tokenizer(text).input_ids)
 
+# %% ../nbs/05_data.ipynb
 def long_captions(report:DatasetReport, tokenizer, max_sequence_length:int=512)->list[tuple]:
     "(file, tokens) for every usable image whose caption will be truncated."
     return [(r.file, n) for r in report.usable if (n := caption_tokens(r.caption, tokenizer)) > max_sequence_length]
+
+# %% ../nbs/05_data.ipynb
+def prepare_config_dataset(cfg,          # a ZConfig
+                           i:int,        # which of its datasets
+                           work:str|Path, progress:bool=True)->DatasetReport:
+    "`prepare_dataset` with the settings of `cfg.datasets[i]` (as training and the dataset panel prepare it)."
+    d = cfg.datasets[i]
+    return prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}",
+                           progress=progress, large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)
 
 # %% ../nbs/05_data.ipynb
 def prepare_datasets(cfg, # a ZConfig
@@ -496,11 +526,3 @@ def prepare_datasets(cfg, # a ZConfig
     from zimage_nb.config import run_folder
     work = Path(work or run_folder(cfg) / "work")
     return [prepare_config_dataset(cfg, i, work, progress) for i in range(len(cfg.datasets))]
-
-def prepare_config_dataset(cfg,          # a ZConfig
-                           i:int,        # which of its datasets
-                           work:str|Path, progress:bool=True)->DatasetReport:
-    "`prepare_dataset` with the settings of `cfg.datasets[i]` (as training and the dataset panel prepare it)."
-    d = cfg.datasets[i]
-    return prepare_dataset(d.path, work, d.resolutions, cfg.job.trigger_word, d.default_caption, d.prepend_trigger, d.allow_upscale, name=f"dataset{i}",
-                           progress=progress, large_images=d.large_images, masks=d.masks, mask_folder=d.mask_folder)

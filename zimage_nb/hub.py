@@ -21,18 +21,21 @@ def _colab_secret():
         return userdata.get("HF_TOKEN")
     except Exception: return None
 
+# %% ../nbs/12_hub.ipynb
 def _kaggle_secret():
     try:
         from kaggle_secrets import UserSecretsClient
         return UserSecretsClient().get_secret("HF_TOKEN")
     except Exception: return None
 
+# %% ../nbs/12_hub.ipynb
 def _saved_token():
     try:
         from huggingface_hub import get_token
         return get_token()
     except Exception: return None
 
+# %% ../nbs/12_hub.ipynb
 TOKEN_SOURCES = (("environment variable HF_TOKEN", lambda: os.environ.get("HF_TOKEN")), ("Colab secret HF_TOKEN", _colab_secret),
                  ("Kaggle secret HF_TOKEN", _kaggle_secret), ("huggingface_hub.login()", _saved_token))
 
@@ -40,10 +43,12 @@ def token_source()->str|None:
     "Where a Hub token is found (not the token), or None."
     return next((name for name, get in TOKEN_SOURCES if get()), None)
 
+# %% ../nbs/12_hub.ipynb
 def hub_token()->str|None:
     "The Hub token from the first place that has one (never print it)."
     return next((t for _, get in TOKEN_SOURCES if (t := get())), None)
 
+# %% ../nbs/12_hub.ipynb
 def use_hub_token()->str|None:
     """Make the token found (a Kaggle secret included, which huggingface_hub does not read) the one every download uses, by
     HF_TOKEN in this process; returns where it came from, or None (downloads of public models are then anonymous)."""
@@ -52,15 +57,19 @@ def use_hub_token()->str|None:
     return src
 
 # %% ../nbs/12_hub.ipynb
-def _hub_id(s:str)->str|None:
-    "`s` if it names a Hub repository (owner/name), else None."
-    return s if isinstance(s, str) and s.count("/") == 1 and not s.startswith((".", "/", "~")) else None
-
 def sampling_recipe(cfg:ZConfig)->dict:
     "How this LoRA is meant to be sampled: steps, CFG (usual scale), and the frozen LoRA beside it (DistillPatch, Fun distill) with its weight."
     m, s = cfg.model, cfg.sample
     st = SAMPLING["turbo"] if m.variant == "turbo" else dict(steps=s.steps, cfg_scale=s.cfg_scale)
     return dict(**st, extra=m.distill_patch, extra_weight=m.distill_patch_weight if m.distill_patch else None)
+
+# %% ../nbs/12_hub.ipynb
+def _hub_id(s:str)->str|None:
+    "`s` if it names a Hub repository (owner/name), else None."
+    return s if isinstance(s, str) and s.count("/") == 1 and not s.startswith((".", "/", "~")) else None
+
+# %% ../nbs/12_hub.ipynb
+COMFYUI_SAMPLER = dict(sampler_name="euler", scheduler="simple")   # diffusers' FlowMatchEulerDiscreteScheduler is Euler; `simple` + AuraFlow shift gives its σ
 
 def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=None, repo:str=None,
                shift:float=3.0,    # the sampling scheduler's shift (the LoRA's ComfyUI workflow has the run's)
@@ -117,18 +126,18 @@ def model_card(cfg:ZConfig, lora_name:str, grid_name:str=None, metadata:dict=Non
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 # %% ../nbs/12_hub.ipynb
-COMFYUI_SAMPLER = dict(sampler_name="euler", scheduler="simple")   # diffusers' FlowMatchEulerDiscreteScheduler is Euler; `simple` + AuraFlow shift gives its σ
-
 def scheduler_shift(folder:str|Path=None)->float:
     "The static shift of the scheduler in a diffusers folder (Z-Image's scheduler_config.json: 3.0, use_dynamic_shifting off)."
     f = Path(folder) / "scheduler" / "scheduler_config.json" if folder else None
     return float(json.loads(f.read_text()).get("shift", 3.0)) if f and f.is_file() else 3.0
 
+# %% ../nbs/12_hub.ipynb
 def _comfy_name(spec:str, default:str="model.safetensors")->str:
     "The file name ComfyUI lists for a Hub file or repository spec (a repository's model.safetensors is named after the repository)."
     parts = str(spec).split("/"); name = parts[-1] if len(parts) > 2 else default
     return f"{parts[1]}.safetensors" if name == "model.safetensors" and len(parts) >= 2 else name
 
+# %% ../nbs/12_hub.ipynb
 def comfyui_graph(cfg:ZConfig, lora_name:str, shift:float=3.0, prompt:str=None, seed:int=None)->list[tuple]:
     "The sampling graph as (id, node type, {input: value, or (source id, output slot)}), inputs in ComfyUI's order."
     from zimage_nb.sources import COMFYUI_FILES, ADAPTER_FILES
@@ -150,12 +159,14 @@ def comfyui_graph(cfg:ZConfig, lora_name:str, shift:float=3.0, prompt:str=None, 
           (12, "SaveImage", dict(images=(11, 0), filename_prefix=cfg.job.name))]
     return g
 
-COMFYUI_OUTPUTS = {"UNETLoader": ["MODEL"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"], "LoraLoaderModelOnly": ["MODEL"], "ModelSamplingAuraFlow": ["MODEL"],
-                   "CLIPTextEncode": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": []}
-
+# %% ../nbs/12_hub.ipynb
 def comfyui_prompt(graph:list[tuple])->dict:
     "ComfyUI's API format (what POST /prompt takes): {id: {class_type, inputs}}, a link as [source id, slot]."
     return {str(i): dict(class_type=t, inputs={k: [str(v[0]), v[1]] if isinstance(v, tuple) else v for k, v in ins.items()}) for i, t, ins in graph}
+
+# %% ../nbs/12_hub.ipynb
+COMFYUI_OUTPUTS = {"UNETLoader": ["MODEL"], "CLIPLoader": ["CLIP"], "VAELoader": ["VAE"], "LoraLoaderModelOnly": ["MODEL"], "ModelSamplingAuraFlow": ["MODEL"],
+                   "CLIPTextEncode": ["CONDITIONING"], "EmptySD3LatentImage": ["LATENT"], "KSampler": ["LATENT"], "VAEDecode": ["IMAGE"], "SaveImage": []}
 
 def comfyui_workflow(graph:list[tuple], note:str="")->dict:
     "ComfyUI's workflow format (version 0.4, what a user drags in): nodes with widget values in input order, links, and a note."
@@ -175,6 +186,7 @@ def comfyui_workflow(graph:list[tuple], note:str="")->dict:
                                properties={}, widgets_values=[note]))
     return dict(last_node_id=max(n["id"] for n in nodes), last_link_id=len(links), nodes=nodes, links=links, groups=[], config={}, extra={}, version=0.4)
 
+# %% ../nbs/12_hub.ipynb
 def write_comfyui_workflow(cfg:ZConfig, lora:str|Path, # the exported LoRA; the workflow is written beside it
                            model_folder:str|Path=None)->Path: # the run's diffusers folder (its scheduler's shift); default 3.0
     "Write `<lora stem>.comfyui.json`: the trainer's sample settings as a ComfyUI workflow, with a note of the files to download."
@@ -202,6 +214,7 @@ def upload_plan(cfg:ZConfig, run_folder:str|Path=None)->list[tuple[Path, str]]:
     plan += [(f, f.name) for f in (out / CARD_FILE, (out / CARD_FILE).with_suffix(".png")) if f.exists()]
     return plan + [(out / "README.md", "README.md")]
 
+# %% ../nbs/12_hub.ipynb
 def push_to_hub(cfg:ZConfig, run_folder:str|Path=None, repo:str=None, # default: save.hub_repo
                 private:bool=True, dry_run:bool=False, token:str=None)->dict:
     "Write the model card and upload the LoRA with it; returns {'repo', 'files', 'url'}."

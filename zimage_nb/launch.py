@@ -10,17 +10,16 @@ from .core import ZImageError, FolderLock, atomic_write_text
 from .config import ZConfig, config_to_dict, config_from_dict, validate_config
 
 # %% auto #0
-__all__ = ['GROUP_TIMEOUT_S', 'WORKER', 'gpu_count', 'prepare_shared', 'launch_command', 'StopFile', 'die_with_parent',
+__all__ = ['WORKER', 'GROUP_TIMEOUT_S', 'gpu_count', 'prepare_shared', 'launch_command', 'StopFile', 'die_with_parent',
            'launch_training', 'worker', 'interrupt_as_stop']
 
 # %% ../nbs/08b_launch.ipynb
-GROUP_TIMEOUT_S = 3600   # how long a collective waits for the slowest process (NCCL's default is 10 minutes)
-
 def gpu_count()->int:
     "CUDA GPUs this machine shows (asks the driver; CUDA is not initialised)."
     import torch
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
+# %% ../nbs/08b_launch.ipynb
 def prepare_shared(cfg:ZConfig, work:str|Path=None, progress:bool=True)->Path:
     "Fetch the small parts, caption, prepare and cache in this process; returns the folder of the tokenizer, VAE and scheduler the workers load."
     import gc, torch
@@ -48,18 +47,21 @@ def launch_command(spec:str|Path, n:int)->list[str]:
     "The command that starts `n` workers on this machine (torchrun), each a fresh Python running `worker(spec)`."
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "--no-python", sys.executable, "-c", WORKER, str(spec)]
 
+# %% ../nbs/08b_launch.ipynb
 class StopFile:
     "A stop request that crosses processes: set when the file exists (`train` asks `is_set()` after every step)."
     def __init__(self, path:str|Path): self.path = Path(path)
     def is_set(self)->bool: return self.path.exists()
     def set(self): self.path.touch()
 
+# %% ../nbs/08b_launch.ipynb
 def _prctl():
     "libc's prctl, or None where there is none (not Linux)."
     try:
         import ctypes; return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError): return None
 
+# %% ../nbs/08b_launch.ipynb
 def die_with_parent(parent:int=None, # the pid that must outlive this process (default: the current parent)
                     prctl=None):     # `_prctl()`, looked up beforehand when called between fork and exec
     """Be sent SIGTERM when `parent` dies (Linux's PR_SET_PDEATHSIG). A Jupyter kernel restart kills the kernel; torchrun,
@@ -69,16 +71,21 @@ def die_with_parent(parent:int=None, # the pid that must outlive this process (d
     prctl(1, int(signal.SIGTERM))                                      # 1 = PR_SET_PDEATHSIG
     if os.getppid() != parent: os.kill(os.getpid(), signal.SIGTERM)    # it died before this was armed
 
+# %% ../nbs/08b_launch.ipynb
 def _relay(stop, stop_file:StopFile, proc):
     "Touch the stop file when `stop` (the panel's Stop, or ■ in a panel's cell) is set, while the workers run."
     while proc.poll() is None:
         if stop.wait(0.5): stop_file.set(); return
 
+# %% ../nbs/08b_launch.ipynb
 def _stream(proc)->int:
     "Copy a process's output to this cell as it comes (progress bars included); its exit code."
     for chunk in iter(lambda: proc.stdout.read1(1 << 12), b""):
         sys.stdout.write(chunk.decode(errors="replace")); sys.stdout.flush()
     return proc.wait()
+
+# %% ../nbs/08b_launch.ipynb
+GROUP_TIMEOUT_S = 3600   # how long a collective waits for the slowest process (NCCL's default is 10 minutes)
 
 def launch_training(cfg:ZConfig, num_processes:int=None, # default: advanced.num_processes
                     stop=None,                           # a threading.Event: when set, every process stops after the current step
@@ -120,6 +127,7 @@ def launch_training(cfg:ZConfig, num_processes:int=None, # default: advanced.num
                                    "fix what the first error above names and run again: training resumes from the last checkpoint")
     return json.loads((out / "summary.json").read_text())
 
+# %% ../nbs/08b_launch.ipynb
 def worker(spec:str|Path):
     "One worker of a launch (started by `launch_command`): its GPU, the process group with the launch's timeout, then `train`."
     import torch

@@ -18,7 +18,7 @@ from .arch import BLOCK_LISTS
 __all__ = ['MODULE_SETS', 'TRAINED', 'TRAINING_ADAPTER', 'DISTILL_PATCH', 'target_regex', 'adapter_config',
            'trainable_parameters', 'add_trainable_lora', 'lora_file', 'normalize_lora_keys', 'read_lora',
            'add_frozen_lora', 'adapter_names', 'active_adapters', 'use_adapters', 'adapters_off', 'trained_state',
-           'export_lora', 'lora_metadata']
+           'lora_metadata', 'export_lora']
 
 # %% ../nbs/07_lora.ipynb
 MODULE_SETS = {"default": r"attention\.(to_q|to_k|to_v|to_out\.0)|feed_forward\.(w1|w2|w3)",
@@ -32,8 +32,6 @@ def target_regex(modules:str="default" # TargetConfig.modules: default, attentio
     return rf"^({'|'.join(BLOCK_LISTS)})\.\d+\.({MODULE_SETS[modules]})$"
 
 # %% ../nbs/07_lora.ipynb
-TRAINED, TRAINING_ADAPTER, DISTILL_PATCH = "default", "training_adapter", "distill_patch"
-
 def adapter_config(target)->LoraConfig|LoKrConfig:
     "peft config for a `TargetConfig`."
     regex = target_regex(target.modules)
@@ -41,12 +39,16 @@ def adapter_config(target)->LoraConfig|LoKrConfig:
         return LoKrConfig(r=target.rank, alpha=target.alpha, module_dropout=target.dropout, target_modules=regex)
     return LoraConfig(r=target.rank, lora_alpha=target.alpha, lora_dropout=target.dropout, target_modules=regex, init_lora_weights=True)
 
+# %% ../nbs/07_lora.ipynb
 def _quiet_peft(): 
     "peft warns whenever a model gets a second adapter, which is the point here."
     ctx = warnings.catch_warnings(); ctx.__enter__()
     warnings.filterwarnings("ignore", message=".*peft_config.*multiple adapters.*")
     warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
     return ctx
+
+# %% ../nbs/07_lora.ipynb
+TRAINED, TRAINING_ADAPTER, DISTILL_PATCH = "default", "training_adapter", "distill_patch"
 
 def trainable_parameters(transformer)->list[torch.nn.Parameter]:
     "The trained adapter's parameters (and only them) are trainable; returns them."
@@ -56,6 +58,7 @@ def trainable_parameters(transformer)->list[torch.nn.Parameter]:
         if p.requires_grad: out.append(p)
     return out
 
+# %% ../nbs/07_lora.ipynb
 def add_trainable_lora(transformer, # a Z-Image transformer (bf16, nf4 or int8 base)
                        target       # a TargetConfig: type, rank, alpha, dropout, modules
                       )->list[torch.nn.Parameter]:
@@ -106,6 +109,7 @@ def normalize_lora_keys(sd:dict)->dict:
             if alpha is not None: out[f"{base}{sep}{proj}.alpha"] = alpha
     return out
 
+# %% ../nbs/07_lora.ipynb
 def read_lora(path:str|Path, field:str="lora")->dict:
     "A Z-Image LoRA file in any known layout, as the diffusers state dict `load_lora_adapter` takes (keys `transformer.<module>.lora_A/B.weight`)."
     from diffusers import ZImagePipeline
@@ -120,6 +124,7 @@ def read_lora(path:str|Path, field:str="lora")->dict:
     if bad: raise ZImageError(f"{field}: {path} has keys diffusers could not map (e.g. {next(iter(sd))})", "this LoRA layout is not known yet: report it with the file's first keys")
     return sd
 
+# %% ../nbs/07_lora.ipynb
 def add_frozen_lora(transformer, path:str|Path, # a LoRA file in any layout `read_lora` reads
                     name:str=TRAINING_ADAPTER,       # adapter name: TRAINING_ADAPTER or DISTILL_PATCH
                     field:str="model.training_adapter")->str:
@@ -136,12 +141,14 @@ def adapter_names(transformer)->list[str]:
     "Names of the adapters loaded into `transformer`."
     return list(getattr(transformer, "peft_config", {}) or {})
 
+# %% ../nbs/07_lora.ipynb
 def active_adapters(transformer)->dict:
     "{name: weight} of the adapters in effect ({} when all are off)."
     layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
     if not layers or layers[0].disable_adapters: return {}
     return dict(getattr(transformer, "_zimage_weights", {n: 1.0 for n in layers[0].active_adapters}))
 
+# %% ../nbs/07_lora.ipynb
 def use_adapters(transformer, weights:dict # {adapter name: weight}, e.g. {"default": 1.0}; {} = base model
                 )->dict:
     "Put exactly these adapters in effect; returns what was in effect before."
@@ -154,6 +161,7 @@ def use_adapters(transformer, weights:dict # {adapter name: weight}, e.g. {"defa
     trainable_parameters(transformer)
     return before
 
+# %% ../nbs/07_lora.ipynb
 @contextlib.contextmanager
 def adapters_off(transformer, *names:str): # adapters to switch off; none given = all
     "Run a block with these adapters out of effect, then put back what was there."
@@ -163,11 +171,17 @@ def adapters_off(transformer, *names:str): # adapters to switch off; none given 
     finally: use_adapters(transformer, before)
 
 # %% ../nbs/07_lora.ipynb
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
 def trained_state(transformer, name:str=TRAINED)->dict[str, torch.Tensor]:
     "The trained adapter's tensors under their module paths (peft names, adapter name removed)."
     return {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(transformer, adapter_name=name).items()}
+
+# %% ../nbs/07_lora.ipynb
+def lora_metadata(path:str|Path)->dict:
+    "The header metadata of a LoRA file."
+    with safe_open(str(path), "pt") as f: return dict(f.metadata() or {})
+
+# %% ../nbs/07_lora.ipynb
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 def export_lora(transformer, path:str|Path,  # the .safetensors to write (atomically)
                 dtype:str="bf16",             # SaveConfig.dtype: bf16, fp16 or fp32
@@ -187,7 +201,3 @@ def export_lora(transformer, path:str|Path,  # the .safetensors to write (atomic
     meta.update({f"zimage_nb.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     with atomic_path(path) as tmp: save_file(out, str(tmp), metadata=meta)
     return Path(path)
-
-def lora_metadata(path:str|Path)->dict:
-    "The header metadata of a LoRA file."
-    with safe_open(str(path), "pt") as f: return dict(f.metadata() or {})

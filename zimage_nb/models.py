@@ -20,14 +20,15 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
 # %% auto #0
-__all__ = ['QUANTIZED_FILE', 'default_device', 'compute_dtype', 'encoder_dtype', 'load_transformer', 'load_text_encoder',
-           'relative_error', 'tiny_forward', 'tiny_model_folder', 'load_pipeline', 'assemble_pipeline',
+__all__ = ['QUANTIZED_FILE', 'default_device', 'compute_dtype', 'encoder_dtype', 'load_transformer', 'relative_error',
+           'tiny_forward', 'load_text_encoder', 'tiny_model_folder', 'assemble_pipeline', 'load_pipeline',
            'components_folder', 'transformer_weights', 'quantized_folder', 'save_quantized', 'load_quantized',
            'load_run_transformer', 'load_run_pipeline']
 
 # %% ../nbs/04_models.ipynb
 def default_device()->str: return "cuda" if torch.cuda.is_available() else "cpu"
 
+# %% ../nbs/04_models.ipynb
 def compute_dtype(compute:str="auto", # QuantizationConfig.compute: auto, bf16, fp16-safe or fp32
                   device:str=None,
                   variant:str=None)->torch.dtype:   # ModelConfig.variant: on a GPU without bf16, auto gives fp32 to base and De-Turbo
@@ -38,11 +39,13 @@ def compute_dtype(compute:str="auto", # QuantizationConfig.compute: auto, bf16, 
         compute = auto_compute(variant, cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
     return {"bf16": torch.bfloat16, "fp16-safe": torch.float16, "fp32": torch.float32}[compute]
 
+# %% ../nbs/04_models.ipynb
 def encoder_dtype(dtype:torch.dtype # the run's compute dtype
                  )->torch.dtype:
     "The dtype of the once-per-dataset encoders (Qwen3-4B text encoder, Qwen3-VL captioner, VAE): fp32 where the run computes in fp16, since Qwen-family models overflow fp16 (QwenLM/Qwen3 issues 826 and 868; transformers PR 33312)."
     return torch.float32 if dtype == torch.float16 else dtype
 
+# %% ../nbs/04_models.ipynb
 def _read_config(path:Path)->dict:
     cfg = json.loads(Path(path).read_text())
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
@@ -68,6 +71,20 @@ def load_transformer(folder:str|Path=None,        # diffusers model folder (its 
     if progress: print(rep)
     return model.eval().requires_grad_(False)
 
+# %% ../nbs/04_models.ipynb
+def relative_error(a:torch.Tensor, b:torch.Tensor)->float:
+    "||a - b|| / ||a||"
+    return float((a.float() - b.float()).norm() / a.float().norm())
+
+# %% ../nbs/04_models.ipynb
+def tiny_forward(transformer, seed:int=0, device:str="cpu", dtype:torch.dtype=torch.float32):
+    "One transformer forward on fixed random inputs (a 64x64 image's latents, 7 caption tokens); output on the CPU."
+    g = torch.Generator().manual_seed(seed)
+    x = [torch.randn(16, 1, 8, 8, generator=g).to(device, dtype)]
+    cap = [torch.randn(7, transformer.config.cap_feat_dim, generator=g).to(device, dtype)]
+    with torch.no_grad(): return transformer(x, torch.tensor([0.4], device=device), cap, return_dict=False)[0][0].float().cpu()
+
+# %% ../nbs/04_models.ipynb
 def load_text_encoder(folder:str|Path, quant:str="nf4", dtype:torch.dtype=None, device:str=None, progress:bool=True)->Qwen3Model:
     "Build the Qwen3 text encoder on meta and stream its weights in, quantized (built, not `from_pretrained`: no Hub kernels are fetched)."
     device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
@@ -78,18 +95,6 @@ def load_text_encoder(folder:str|Path, quant:str="nf4", dtype:torch.dtype=None, 
     rep = stream_into(model, weight_files(sub), text_encoder_key_targets, device, dtype, "Qwen3 text encoder", progress)
     if progress: print(rep)
     return model.eval().requires_grad_(False)
-
-# %% ../nbs/04_models.ipynb
-def relative_error(a:torch.Tensor, b:torch.Tensor)->float:
-    "||a - b|| / ||a||"
-    return float((a.float() - b.float()).norm() / a.float().norm())
-
-def tiny_forward(transformer, seed:int=0, device:str="cpu", dtype:torch.dtype=torch.float32):
-    "One transformer forward on fixed random inputs (a 64x64 image's latents, 7 caption tokens); output on the CPU."
-    g = torch.Generator().manual_seed(seed)
-    x = [torch.randn(16, 1, 8, 8, generator=g).to(device, dtype)]
-    cap = [torch.randn(7, transformer.config.cap_feat_dim, generator=g).to(device, dtype)]
-    with torch.no_grad(): return transformer(x, torch.tensor([0.4], device=device), cap, return_dict=False)[0][0].float().cpu()
 
 # %% ../nbs/04_models.ipynb
 def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cache/zimage_nb/tiny-...)
@@ -107,6 +112,18 @@ def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cac
         tiny_pipeline(seed, turbo=turbo).save_pretrained(tmp)
     return folder
 
+# %% ../nbs/04_models.ipynb
+def assemble_pipeline(folder:Path, # a diffusers folder with text_encoder/, tokenizer/, vae/, scheduler/
+                      transformer, text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu", progress:bool=True)->ZImagePipeline:
+    "A ZImagePipeline around a loaded transformer: the text encoder streamed in `text_encoder_quant`, the VAE in `dtype`."
+    text_encoder = load_text_encoder(folder, text_encoder_quant, dtype, device, progress)
+    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
+    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae,
+                          text_encoder=text_encoder, tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), transformer=transformer)
+    pipe.set_progress_bar_config(disable=not progress)
+    return pipe
+
+# %% ../nbs/04_models.ipynb
 def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, local diffusers folder, or "tiny"
                   transformer_quant:str="nf4",   # bf16 | nf4 | int8
                   text_encoder_quant:str="nf4",  # bf16 | nf4 | int8
@@ -122,16 +139,6 @@ def load_pipeline(name_or_path:str|Path="Tongyi-MAI/Z-Image-Turbo", # Hub id, lo
         folder = model_folder(name_or_path, parts, token)
     return assemble_pipeline(folder, load_transformer(folder, transformer_quant, dtype, device, transformer_file, progress), text_encoder_quant, dtype, device, progress)
 
-def assemble_pipeline(folder:Path, # a diffusers folder with text_encoder/, tokenizer/, vae/, scheduler/
-                      transformer, text_encoder_quant:str="nf4", dtype:torch.dtype=torch.float32, device:str="cpu", progress:bool=True)->ZImagePipeline:
-    "A ZImagePipeline around a loaded transformer: the text encoder streamed in `text_encoder_quant`, the VAE in `dtype`."
-    text_encoder = load_text_encoder(folder, text_encoder_quant, dtype, device, progress)
-    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval().requires_grad_(False)
-    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(folder / "scheduler"), vae=vae,
-                          text_encoder=text_encoder, tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), transformer=transformer)
-    pipe.set_progress_bar_config(disable=not progress)
-    return pipe
-
 # %% ../nbs/04_models.ipynb
 def components_folder(cfg, # a ZConfig
                       parts:tuple=("tokenizer", "vae", "scheduler"), # the parts needed now
@@ -143,6 +150,7 @@ def components_folder(cfg, # a ZConfig
     if loc.kind == "local-file": raise ZImageError(f"model.components {loc.where} is a file", "give a diffusers folder or a Hub id")
     return model_folder(loc.where, parts, token, progress=progress)
 
+# %% ../nbs/04_models.ipynb
 def transformer_weights(cfg, token:str=None, progress:bool=False)->tuple[Path, Path|None]:
     "(folder whose transformer/ configures the model, single-file checkpoint or None) of the run's transformer, downloaded if needed."
     from zimage_nb.sources import transformer_location
@@ -153,8 +161,6 @@ def transformer_weights(cfg, token:str=None, progress:bool=False)->tuple[Path, P
     return conf, Path(loc.where) if loc.kind == "local-file" else hub_file(loc.where, loc.file, token, progress=progress)
 
 # %% ../nbs/04_models.ipynb
-QUANTIZED_FILE = "transformer-nf4.safetensors"
-
 def quantized_folder(cfg, dtype:torch.dtype)->Path|None:
     "Where `model.quantized_dir` keeps this run's NF4 transformer (None: not kept), named after its source and compute dtype."
     import hashlib
@@ -167,6 +173,9 @@ def quantized_folder(cfg, dtype:torch.dtype)->Path|None:
         from zimage_nb.tiny import TINY_VERSION; ident.append(TINY_VERSION)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(loc.file or loc.where).stem)[:48]
     return Path(cfg.model.quantized_dir).expanduser() / f"{name}-nf4-{hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:12]}"
+
+# %% ../nbs/04_models.ipynb
+QUANTIZED_FILE = "transformer-nf4.safetensors"
 
 def save_quantized(model:nn.Module, folder:Path, info:dict=None)->Path:
     "Write an NF4 transformer (packed 4-bit codes, their scales, the other weights) and its config to `folder`; info.json last, so a half-written folder is never taken."
@@ -185,6 +194,7 @@ def save_quantized(model:nn.Module, folder:Path, info:dict=None)->Path:
     atomic_write_text(folder / "info.json", json.dumps({**(info or {}), "bytes": need}, indent=1))
     return folder
 
+# %% ../nbs/04_models.ipynb
 def load_quantized(folder:Path, device:str=None, dtype:torch.dtype=None, progress:bool=False)->ZImageTransformer2DModel:
     "The NF4 transformer `save_quantized` wrote, placed on `device` tensor by tensor (nothing is quantized again)."
     device = device or default_device(); dtype = dtype or compute_dtype("auto", device)
@@ -202,6 +212,7 @@ def load_quantized(folder:Path, device:str=None, dtype:torch.dtype=None, progres
         else: place_tensor(model, name, read_tensor(entries[name]), device, dtype)
     return model.eval().requires_grad_(False)
 
+# %% ../nbs/04_models.ipynb
 def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=False)->ZImageTransformer2DModel:
     "The run's transformer: from `model.quantized_dir` when it is kept there, else downloaded (if needed), streamed into its precision and kept."
     import time, warnings
@@ -224,6 +235,7 @@ def load_run_transformer(cfg, dtype:torch.dtype=None, device:str=None, token:str
         except (ZImageError, OSError) as e: warnings.warn(f"the NF4 transformer could not be kept in {kept}: {e}")
     return m
 
+# %% ../nbs/04_models.ipynb
 def load_run_pipeline(cfg, dtype:torch.dtype=None, device:str=None, token:str=None, progress:bool=True)->ZImagePipeline:
     "The whole pipeline of a config: its transformer (`load_run_transformer`), text encoder, VAE, tokenizer and scheduler from their sources."
     device = device or default_device(); dtype = dtype or compute_dtype(cfg.quantization.compute, device, cfg.model.variant)

@@ -14,8 +14,8 @@ from .core import ZImageError
 from .config import (ZConfig, DatasetConfig, PANELS, PRESETS, ConfigError, config_schema, preset, run_folder, set_path, validate_config)
 
 # %% auto #0
-__all__ = ['IPYWIDGETS_8', 'in_colab', 'field_widget', 'shown_value', 'parse_value', 'TabBar', 'ConfigPanels', 'loss_plot_png',
-           'RunPanel', 'DatasetPanel']
+__all__ = ['IPYWIDGETS_8', 'in_colab', 'field_widget', 'shown_value', 'parse_value', 'TabBar', 'messages_html', 'estimate_html',
+           'ConfigPanels', 'loss_plot_png', 'RunPanel', 'DatasetPanel']
 
 # %% ../nbs/11_panels.ipynb
 def _numbers(default)->bool: return bool(default) and all(isinstance(x, (int, float)) for x in default)
@@ -68,6 +68,33 @@ class TabBar(W.VBox):
 
     def get_title(self, i:int)->str: return self.titles[i]
 
+# %% ../nbs/11_panels.ipynb
+def messages_html(problems:list, # (field path, message) pairs
+                  warns:list)->str:
+    "The lines under the panels: each problem with its fix, then the warnings; a tick when there are none."
+    lines = [f"<div style='color:#d33'>&#10007; {html.escape(p)}: {html.escape(m)}</div>" for p, m in problems]
+    lines += [f"<div style='color:#a60'>! {html.escape(w)}</div>" for w in warns]
+    return "".join(lines) or "<div style='color:#393'>&#10003; settings are valid</div>"
+
+# %% ../nbs/11_panels.ipynb
+def estimate_html(cfg:ZConfig, hardware=None)->str: # a HardwareProfile (default: detected); without a CUDA GPU, a T4, an L4 and an A100 are estimated
+    "The planner's verdict for `cfg` as the panels show it: memory, time and what to change for each GPU, and the run's time against the session limits."
+    from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
+    from zimage_nb.planner import estimate_training, calibration_note, time_budget, session_platform
+    if hardware is None: hardware = detect_hardware()
+    gpus = [hardware] if hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
+    rows = []
+    for g in gpus:
+        e = estimate_training(cfg, g)
+        verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
+        off = f", blocks streamed from host RAM ({e.offload['pinned'] / 2**30:.1f} GiB pinned, ~{e.offload['copy_s']:.1f} s of copies per step)" if e.offload else ""
+        budget = time_budget(cfg, e, "colab-free" if hardware.device != "cuda" and session_platform() == "local" else None)   # no GPU here: planned as on Colab
+        notes = "".join(f"<br>&nbsp;&nbsp;<span style='color:#a60'>! {html.escape(n)}</span>" for n in e.notes)
+        rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step in {e.compute}{off}: {verdict}{notes}"
+                    f"<br>&nbsp;&nbsp;{html.escape(str(budget))}</div>")
+    return f"<div style='font-size:90%'><b>estimate</b> ({html.escape(calibration_note())})" + "".join(rows) + "</div>"
+
+# %% ../nbs/11_panels.ipynb
 class ConfigPanels:
     "ipywidgets panels bound both ways to a `ZConfig`."
     def __init__(self, cfg:ZConfig=None, hardware=None): # hardware: a HardwareProfile for the suggestions (default: detected)
@@ -165,28 +192,15 @@ class ConfigPanels:
 
     def _estimate(self):
         "The planner's verdict for this config on this GPU (or on T4, L4 and A100 when there is none)."
-        from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
-        from zimage_nb.planner import estimate_training, calibration_note, time_budget, session_platform
+        from zimage_nb.hardware import detect_hardware
         if self.hardware is None: self.hardware = detect_hardware()
-        gpus = [self.hardware] if self.hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
-        rows = []
-        for g in gpus:
-            e = estimate_training(self.cfg, g)
-            verdict = "<span style='color:#393'>fits</span>" if e.fits else "<span style='color:#d33'>change: " + html.escape("; ".join(e.advice)) + "</span>"
-            off = f", blocks streamed from host RAM ({e.offload['pinned'] / 2**30:.1f} GiB pinned, ~{e.offload['copy_s']:.1f} s of copies per step)" if e.offload else ""
-            budget = time_budget(self.cfg, e, "colab-free" if self.hardware.device != "cuda" and session_platform() == "local" else None)   # no GPU here: planned as on Colab
-            notes = "".join(f"<br>&nbsp;&nbsp;<span style='color:#a60'>! {html.escape(n)}</span>" for n in e.notes)
-            rows.append(f"<div>{html.escape(g.gpu_name)}: ~{e.vram / 2**30:.1f} GiB VRAM of {g.vram_gb:.0f}, ~{e.host_ram / 2**30:.1f} GiB RAM, ~{e.seconds_per_step:.1f} s/step in {e.compute}{off}: {verdict}{notes}"
-                        f"<br>&nbsp;&nbsp;{html.escape(str(budget))}</div>")
-        self.estimate.value = f"<div style='font-size:90%'><b>estimate</b> ({html.escape(calibration_note())})" + "".join(rows) + "</div>"
+        self.estimate.value = estimate_html(self.cfg, self.hardware)
 
     def _show(self, problems:list, warns:list):
         self.problems = problems
         bad = {p.replace("[", ".").replace("]", "") for p, _ in problems}
         for path, w in self.widgets.items(): w.layout.border = "2px solid #d33" if path in bad else ""
-        lines = [f"<div style='color:#d33'>&#10007; {html.escape(p)}: {html.escape(m)}</div>" for p, m in problems]
-        lines += [f"<div style='color:#a60'>! {html.escape(w)}</div>" for w in warns]
-        self.messages.value = "".join(lines) or "<div style='color:#393'>&#10003; settings are valid</div>"
+        self.messages.value = messages_html(problems, warns)
 
     def widget(self)->W.Widget:
         "Everything in one box."
@@ -217,6 +231,7 @@ def loss_plot_png(losses:list[float], width:float=4.5, height:float=2.2,
     ax.plot(xs, mean, lw=1.5, label=f"mean of {k}"); ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(fontsize=7); fig.tight_layout()
     buf = io.BytesIO(); fig.savefig(buf, format="png"); return buf.getvalue()
 
+# %% ../nbs/11_panels.ipynb
 class RunPanel:
     "Start / Stop, progress, live loss plot and latest sample for the config of a `ConfigPanels`."
     def __init__(self, panels:ConfigPanels, work:str=None):

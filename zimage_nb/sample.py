@@ -17,9 +17,9 @@ from .checkpoints import list_checkpoints, checkpoint_step
 
 # %% auto #0
 __all__ = ['CARD_FILE', 'sampling', 'snap_size', 'Sampler', 'fit_small_gpu', 'prompt_rows', 'seed_rows', 'setting_columns',
-           'weight_sweep', 'toggle', 'combine', 'variant_label', 'has_cjk', 'label_fonts', 'label_font',
-           'missing_glyphs', 'Grid', 'render_grid', 'checkpoint_loras', 'checkpoint_adapter', 'file_stamp',
-           'card_scores', 'checkpoint_grid']
+           'variant_label', 'weight_sweep', 'toggle', 'combine', 'has_cjk', 'label_fonts', 'missing_glyphs',
+           'label_font', 'Grid', 'render_grid', 'checkpoint_loras', 'checkpoint_adapter', 'file_stamp', 'card_scores',
+           'checkpoint_grid']
 
 # %% ../nbs/09_sample.ipynb
 def sampling(name:str="turbo", steps:int=None, cfg_scale:float=None)->dict:
@@ -30,6 +30,7 @@ def sampling(name:str="turbo", steps:int=None, cfg_scale:float=None)->dict:
     if cfg_scale is not None: s["cfg_scale"] = cfg_scale
     return s
 
+# %% ../nbs/09_sample.ipynb
 def snap_size(width:int, height:int, multiple:int=32)->tuple[int, int]:
     "Width and height rounded to multiples of 32 (VAE ×8, patch ×2, packing), with a message when changed."
     w, h = (max(multiple, int(round(v / multiple)) * multiple) for v in (width, height))
@@ -121,6 +122,7 @@ def _encode(self:Sampler, prompts:list[str])->list[torch.Tensor]:
     return [self.embeds[p] for p in prompts]
 Sampler.encode = _encode
 
+# %% ../nbs/09_sample.ipynb
 @torch.no_grad()
 def _image(self:Sampler, prompt:str, seed:int=42, setting:str="turbo", steps:int=None, cfg_scale:float=None,
            width:int=1024, height:int=1024, adapters:dict=None, negative_prompt:str="")->Image.Image:
@@ -163,33 +165,20 @@ def prompt_rows(prompts:list[str], seed:int=42)->list[dict]:
     "One row per prompt (same seed)."
     return [dict(prompt=p, seed=seed) for p in prompts]
 
+# %% ../nbs/09_sample.ipynb
 def seed_rows(prompt:str, seeds:list[int])->list[dict]:
     "One row per seed of one prompt."
     return [dict(prompt=prompt, seed=s) for s in seeds]
 
+# %% ../nbs/09_sample.ipynb
 def setting_columns(*names:str)->list[dict]:
     "One column per named sampling setting."
     return [dict(setting=n) for n in names]
 
+# %% ../nbs/09_sample.ipynb
 def _shown(name:str)->str: return {TRAINED: "LoRA", TRAINING_ADAPTER: "training adapter", DISTILL_PATCH: "few-step LoRA"}.get(name, name)
 
-def weight_sweep(name:str=TRAINED, weights=(0.0, 0.6, 0.8, 1.0), others:dict=None)->list[dict]:
-    "One column per weight of LoRA `name` (plus `others` in effect throughout)."
-    return [dict(adapters={**(others or {}), name: float(w)}, label=f"{_shown(name)} × {w:g}") for w in weights]
-
-def toggle(name:str, others:dict=None)->list[dict]:
-    "Two columns: adapter `name` off, then on."
-    return [dict(adapters=dict(others or {}), label=f"{_shown(name)} off"), dict(adapters={**(others or {}), name: 1.0}, label=f"{_shown(name)} on")]
-
-def combine(a:list[dict], b:list[dict])->list[dict]:
-    "Every variant of `a` with every variant of `b` (b's keys win; adapters merged)."
-    out = []
-    for x, y in itertools.product(a, b):
-        d = {**x, **y, "label": f"{variant_label(x)} | {variant_label(y)}"}
-        if "adapters" in x and "adapters" in y: d["adapters"] = {**x["adapters"], **y["adapters"]}
-        out.append(d)
-    return out
-
+# %% ../nbs/09_sample.ipynb
 def variant_label(v:dict)->str:
     "A readable label: the explicit one, else what the variant sets."
     if v.get("label"): return v["label"]
@@ -203,13 +192,35 @@ def variant_label(v:dict)->str:
     return " · ".join(parts) or "default"
 
 # %% ../nbs/09_sample.ipynb
+def weight_sweep(name:str=TRAINED, weights=(0.0, 0.6, 0.8, 1.0), others:dict=None)->list[dict]:
+    "One column per weight of LoRA `name` (plus `others` in effect throughout)."
+    return [dict(adapters={**(others or {}), name: float(w)}, label=f"{_shown(name)} × {w:g}") for w in weights]
+
+# %% ../nbs/09_sample.ipynb
+def toggle(name:str, others:dict=None)->list[dict]:
+    "Two columns: adapter `name` off, then on."
+    return [dict(adapters=dict(others or {}), label=f"{_shown(name)} off"), dict(adapters={**(others or {}), name: 1.0}, label=f"{_shown(name)} on")]
+
+# %% ../nbs/09_sample.ipynb
+def combine(a:list[dict], b:list[dict])->list[dict]:
+    "Every variant of `a` with every variant of `b` (b's keys win; adapters merged)."
+    out = []
+    for x, y in itertools.product(a, b):
+        d = {**x, **y, "label": f"{variant_label(x)} | {variant_label(y)}"}
+        if "adapters" in x and "adapters" in y: d["adapters"] = {**x["adapters"], **y["adapters"]}
+        out.append(d)
+    return out
+
+# %% ../nbs/09_sample.ipynb
 _CJK_RANGES = ((0x2E80, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF00, 0xFFEF), (0x20000, 0x2FA1F))
-_CJK_NAMES = ("notosanscjk", "notoserifcjk", "notosanssc", "sourcehansans", "wqy", "droidsansfallback", "msyh", "simhei", "simsun",
-              "pingfang", "hiragino", "yugoth", "malgun", "arphic", "uming", "ukai")
 
 def has_cjk(text:str)->bool:
     "Whether `text` holds Chinese, Japanese or Korean characters."
     return any(lo <= ord(ch) <= hi for ch in text for lo, hi in _CJK_RANGES)
+
+# %% ../nbs/09_sample.ipynb
+_CJK_NAMES = ("notosanscjk", "notoserifcjk", "notosanssc", "sourcehansans", "wqy", "droidsansfallback", "msyh", "simhei", "simsun",
+              "pingfang", "hiragino", "yugoth", "malgun", "arphic", "uming", "ukai")
 
 @functools.lru_cache(None)
 def label_fonts()->dict:
@@ -221,6 +232,14 @@ def label_fonts()->dict:
         cjk = min(found, key=lambda f: (not any(s in f.lower() for s in ("sc", "zenhei", "microhei", "msyh")), "bold" in f.lower(), f)) if found else None
     return {"latin": str(font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"))), "cjk": cjk}   # str: newer matplotlib returns a FontPath
 
+# %% ../nbs/09_sample.ipynb
+def missing_glyphs(text:str, font)->str:
+    "The characters of `text` that `font` (a Pillow FreeTypeFont) has no glyph for."
+    from matplotlib.ft2font import FT2Font
+    cmap = FT2Font(font.path).get_charmap()
+    return "".join(sorted({ch for ch in text if ch.strip() and ord(ch) not in cmap}))
+
+# %% ../nbs/09_sample.ipynb
 _CJK_HINT = ("grid labels hold Chinese/Japanese/Korean text but no CJK font was found, so those characters show as boxes: "
              "install one (Colab, Kaggle, Debian/Ubuntu: `apt-get install fonts-noto-cjk`; or set ZIMAGE_NB_CJK_FONT to a .ttf/.otf/.ttc file)")
 
@@ -230,12 +249,6 @@ def label_font(text:str, size:int=13):
     path = fonts["cjk"] if has_cjk(text) and fonts["cjk"] else fonts["latin"]
     if has_cjk(text) and not fonts["cjk"]: warnings.warn(_CJK_HINT, stacklevel=2)
     return ImageFont.truetype(path, size)
-
-def missing_glyphs(text:str, font)->str:
-    "The characters of `text` that `font` (a Pillow FreeTypeFont) has no glyph for."
-    from matplotlib.ft2font import FT2Font
-    cmap = FT2Font(font.path).get_charmap()
-    return "".join(sorted({ch for ch in text if ch.strip() and ord(ch) not in cmap}))
 
 # %% ../nbs/09_sample.ipynb
 @dataclass
@@ -285,6 +298,7 @@ class Grid:
         meta = dict(title=self.title, rows=self.row_labels, columns=self.col_labels, cells=self.cells, column_seconds=self.col_seconds)
         return path, atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
+# %% ../nbs/09_sample.ipynb
 def render_grid(sampler:Sampler, rows:list[dict], cols:list[dict], # variants (see the builders above)
                 base:dict=None,                                     # settings every cell starts from
                 title:str="", path:str|Path=None, progress:bool=True)->Grid:
@@ -319,6 +333,7 @@ def _logged(run_folder:Path)->tuple[dict, list]:
         if "val_loss" in r: val[r["step"]] = r["val_loss"]
     return val, steps
 
+# %% ../nbs/09_sample.ipynb
 def checkpoint_loras(run_folder:str|Path)->dict:
     "{label: LoRA file} for every checkpoint of a run folder (and of the save.local_dir its newest checkpoint names), then the final LoRA, in step order."
     run_folder = Path(run_folder)
@@ -332,7 +347,6 @@ def checkpoint_loras(run_folder:str|Path)->dict:
     if not out: raise ZImageError(f"no checkpoints or LoRA in {run_folder}", "train first, or point to <output_dir>/<job name>")
     return out
 
-
 # %% ../nbs/09_sample.ipynb
 def checkpoint_adapter(sampler:Sampler, lora:Path # a checkpoint's lora.safetensors, or a final LoRA
                       )->str:
@@ -343,9 +357,10 @@ def checkpoint_adapter(sampler:Sampler, lora:Path # a checkpoint's lora.safetens
 
 
 # %% ../nbs/09_sample.ipynb
-CARD_FILE = "report_card.json"   # the run's report card (09b_report writes it, with report_card.png beside it)
-
 def file_stamp(f:Path)->list: return [f.stat().st_size, f.stat().st_mtime_ns]   # tells a LoRA file from another one written since
+
+# %% ../nbs/09_sample.ipynb
+CARD_FILE = "report_card.json"   # the run's report card (09b_report writes it, with report_card.png beside it)
 
 def card_scores(run_folder:str|Path, loras:dict)->dict:
     "{label: ' · DINO +0.05 · kept 0.93'} from the run's report card, for the LoRA files it scored (a file written since it was made gets none)."
@@ -354,6 +369,7 @@ def card_scores(run_folder:str|Path, loras:dict)->dict:
     card = json.loads(f.read_text()); scored = card.get("how", {}).get("files", {})
     return {l: f" · DINO {r['dino_gain']:+.2f} · kept {r['kept']:.2f}" for l, r in card["rows"].items() if l in loras and scored.get(l) == file_stamp(loras[l])}
 
+# %% ../nbs/09_sample.ipynb
 def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], seed:int=42, base:dict=None,
                     others:dict=None, # adapters in effect in every column (e.g. {DISTILL_PATCH: 1.0})
                     path:str|Path=None, progress:bool=True)->Grid:
@@ -363,4 +379,3 @@ def checkpoint_grid(sampler:Sampler, run_folder:str|Path, prompts:list[str], see
     for label, f in loras.items():
         cols.append(dict(adapters={**(others or {}), checkpoint_adapter(sampler, f): 1.0}, label=label + scores.get(label, "")))
     return render_grid(sampler, prompt_rows(prompts, seed), cols, base, f"checkpoints of {Path(run_folder).name}", path, progress)
-

@@ -13,19 +13,20 @@ from .core import ZImageError, human_bytes
 from .config import ZConfig
 
 # %% auto #0
-__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'ADAPTER_FILES', 'COMFYUI_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS',
+__all__ = ['GB', 'PARTS', 'REPOS', 'FAMILY_COMPONENTS', 'COMFYUI_FILES', 'ADAPTER_FILES', 'CAPTION_MODELS', 'CAPTION_PATTERNS',
            'SCORER_MODELS', 'SCORER_PATTERNS', 'STALL_S', 'Location', 'parse_location', 'transformer_location',
            'components_location', 'Fetch', 'part_patterns', 'download_plan', 'plan_bytes', 'describe_plan',
-           'model_folder', 'plain_downloads', 'watched_download', 'hub_call', 'hub_download', 'hub_file']
+           'plain_downloads', 'watched_download', 'hub_call', 'hub_download', 'hub_file', 'model_folder']
 
 # %% ../nbs/01b_sources.ipynb
-GB = 1e9
-PARTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
-
 def _shards(folder:str, stem:str, n:int, total:float)->dict:
     "A sharded safetensors folder: n shards of about total/n bytes and their index."
     files = {f"{folder}/{stem}-{i:05d}-of-{n:05d}.safetensors": total / n for i in range(1, n + 1)}
     return {**files, f"{folder}/{stem}.safetensors.index.json": 1e5, f"{folder}/config.json": 1e3}
+
+# %% ../nbs/01b_sources.ipynb
+GB = 1e9
+PARTS = ("transformer", "text_encoder", "tokenizer", "vae", "scheduler")
 
 def _components(transformer_shards:int, transformer_bytes:float)->dict:
     "A Tongyi-MAI diffusers repository: its five parts."
@@ -34,6 +35,7 @@ def _components(transformer_shards:int, transformer_bytes:float)->dict:
             **_shards("text_encoder", "model", 3, 8.05 * GB), **tok, "vae/config.json": 1e3, "vae/diffusion_pytorch_model.safetensors": 0.168 * GB,
             "scheduler/scheduler_config.json": 1e3}
 
+# %% ../nbs/01b_sources.ipynb
 REPOS = {
     "Tongyi-MAI/Z-Image-Turbo": dict(files=_components(3, 24.6 * GB),
         read_from="zhutao100/Z-Image.swift docs/z-image-turbo.md (the Hub API listing: transformer/ 3 shards ~24.6 GB, text_encoder/ 3 shards, vae ~168 MB); total 32.88 GB as Colab users report downloading"),
@@ -73,6 +75,7 @@ class Location:
 
     def __str__(self): return f"{self.where}/{self.file}" if self.file else self.where
 
+# %% ../nbs/01b_sources.ipynb
 def parse_location(spec:str, # a config value: "owner/repo", "owner/repo/path.safetensors", a local path or "tiny"
                    field:str="model.name_or_path")->Location:
     "What kind of place `spec` names."
@@ -88,28 +91,25 @@ def parse_location(spec:str, # a config value: "owner/repo", "owner/repo/path.sa
     return Location("hub-file", "/".join(parts[:2]), "/".join(parts[2:]))
 
 # %% ../nbs/01b_sources.ipynb
-FAMILY_COMPONENTS = {"turbo": "Tongyi-MAI/Z-Image-Turbo", "de-turbo": "Tongyi-MAI/Z-Image-Turbo", "base": "Tongyi-MAI/Z-Image"}
-ADAPTER_FILES = {v: f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors" for v in ("v1", "v2")}   # model.training_adapter's short names
-COMFYUI_FILES = {   # what ComfyUI loads for each family (Comfy-Org's templates image_z_image_turbo.json, image_z_image.json); text encoder and VAE are shared
-    "turbo": "Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_bf16.safetensors", "base": "Comfy-Org/z_image/split_files/diffusion_models/z_image_bf16.safetensors",
-    "de-turbo": "ostris/Z-Image-De-Turbo/z_image_de_turbo_v1_bf16.safetensors",
-    "text_encoder": "Comfy-Org/z_image_turbo/split_files/text_encoders/qwen_3_4b.safetensors", "vae": "Comfy-Org/z_image_turbo/split_files/vae/ae.safetensors"}
-CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct", "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}   # advanced.caption_model's short names
-CAPTION_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*")   # what a captioner download fetches
-SCORER_MODELS = {"dino": "facebook/dinov2-small", "clip": "openai/clip-vit-base-patch32"}   # the report card's feature extractors (09b_report)
-SCORER_PATTERNS = {"dino": ["*.json", "model.safetensors"],                               # what their downloads fetch: the weights once, no TF / Flax twins
-                   "clip": ["*.json", "*.txt", "pytorch_model.bin"]}                      # (CLIP's main branch has no safetensors)
-
 def _has_components(loc:Location)->bool|None:
     "Does this place hold a text encoder? (None: a Hub repository not listed here: assumed so)"
     if loc.kind == "local-folder": return (Path(loc.where) / "text_encoder").is_dir()
     if loc.kind == "hub-repo" and loc.where in REPOS: return any(f.startswith("text_encoder/") for f in REPOS[loc.where]["files"])
     return None if loc.kind == "hub-repo" else False
 
+# %% ../nbs/01b_sources.ipynb
 def transformer_location(cfg:ZConfig)->Location:
     "Where the transformer's weights come from."
     m = cfg.model
     return parse_location(m.transformer_file, "model.transformer_file") if m.transformer_file else parse_location(m.name_or_path)
+
+# %% ../nbs/01b_sources.ipynb
+FAMILY_COMPONENTS = {"turbo": "Tongyi-MAI/Z-Image-Turbo", "de-turbo": "Tongyi-MAI/Z-Image-Turbo", "base": "Tongyi-MAI/Z-Image"}
+
+COMFYUI_FILES = {   # what ComfyUI loads for each family (Comfy-Org's templates image_z_image_turbo.json, image_z_image.json); text encoder and VAE are shared
+    "turbo": "Comfy-Org/z_image_turbo/split_files/diffusion_models/z_image_turbo_bf16.safetensors", "base": "Comfy-Org/z_image/split_files/diffusion_models/z_image_bf16.safetensors",
+    "de-turbo": "ostris/Z-Image-De-Turbo/z_image_de_turbo_v1_bf16.safetensors",
+    "text_encoder": "Comfy-Org/z_image_turbo/split_files/text_encoders/qwen_3_4b.safetensors", "vae": "Comfy-Org/z_image_turbo/split_files/vae/ae.safetensors"}
 
 def components_location(cfg:ZConfig)->Location:
     "Where the text encoder, tokenizer, VAE and scheduler come from."
@@ -127,6 +127,7 @@ class Fetch:
     "One download: files of one repository for one purpose."
     what: str; repo: str; patterns: list; bytes: float = None
 
+# %% ../nbs/01b_sources.ipynb
 def _size(repo:str, patterns:list)->float|None:
     import fnmatch
     files = REPOS.get(repo, {}).get("files")
@@ -134,9 +135,19 @@ def _size(repo:str, patterns:list)->float|None:
     got = [b for f, b in files.items() if any(fnmatch.fnmatch(f, p) for p in patterns)]
     return None if any(b is None for b in got) else sum(got)
 
+# %% ../nbs/01b_sources.ipynb
 def part_patterns(part:str)->list:
     "The repository paths one part of a diffusers folder needs."
     return [f"{part}/*"] if part != "transformer" else ["transformer/*"]
+
+# %% ../nbs/01b_sources.ipynb
+ADAPTER_FILES = {v: f"ostris/zimage_turbo_training_adapter/zimage_turbo_training_adapter_{v}.safetensors" for v in ("v1", "v2")}   # model.training_adapter's short names
+
+CAPTION_MODELS = {"qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct", "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct"}   # advanced.caption_model's short names
+CAPTION_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*")   # what a captioner download fetches
+SCORER_MODELS = {"dino": "facebook/dinov2-small", "clip": "openai/clip-vit-base-patch32"}   # the report card's feature extractors (09b_report)
+SCORER_PATTERNS = {"dino": ["*.json", "model.safetensors"],                               # what their downloads fetch: the weights once, no TF / Flax twins
+                   "clip": ["*.json", "*.txt", "pytorch_model.bin"]}                      # (CLIP's main branch has no safetensors)
 
 def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see above)
                   adapters:bool=True,              # also the training adapter / few-step LoRA the config names
@@ -162,46 +173,31 @@ def download_plan(cfg:ZConfig, parts:tuple=PARTS, # the parts still needed (see 
     for f in out: f.bytes = _size(f.repo, f.patterns)
     return out
 
+# %% ../nbs/01b_sources.ipynb
 def plan_bytes(plan:list[Fetch])->float:
     "Bytes of a plan (files of unknown size count 0)."
     return sum(f.bytes or 0 for f in plan)
 
+# %% ../nbs/01b_sources.ipynb
 def describe_plan(plan:list[Fetch])->str:
     "One line per download, with its size."
     return "\n".join(f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), {f.bytes / 1e9:.2f} GB" if f.bytes is not None else f"  {f.what}: {f.repo} ({', '.join(f.patterns)}), size not listed" for f in plan) or "  nothing to download"
 
 # %% ../nbs/01b_sources.ipynb
-def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("/") != 1 or s.endswith(".safetensors")
-
-def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
-                 parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
-                 token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
-                 cache_dir:str=None,
-                 progress:bool=False)->Path:  # say what is downloaded, and show the Hub's progress bars
-    "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
-    p = Path(str(name_or_path)).expanduser()
-    if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
-    if p.is_dir():
-        missing = [x for x in parts if "/" not in x and not (p / x).is_dir()]  # single files (a config) are optional
-        if missing: raise ZImageError(f"{p} has no {', '.join(s + '/' for s in missing)} subfolder",
-                                      f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
-        return p
-    if _looks_local(str(name_or_path)): raise ZImageError(f"model folder {p} does not exist", "check the path; on Colab mount Drive first")
-    return hub_download(str(name_or_path), parts, token, cache_dir, progress)
-
-# %% ../nbs/01b_sources.ipynb
-STALL_S = 120   # seconds without a new byte in the Hub cache before a download is reported stalled
-
 def plain_downloads():
     "Download over plain HTTP from now on, not hf_xet (HF_HUB_DISABLE_XET=1, for this running Python too): slower, but it times out instead of hanging."
     from huggingface_hub import constants
     os.environ["HF_HUB_DISABLE_XET"] = "1"; constants.HF_HUB_DISABLE_XET = True
 
+# %% ../nbs/01b_sources.ipynb
 def _cache_bytes(repo:str, cache_dir:str=None)->int:
     "Bytes of `repo`'s files in the Hub cache, the ones still arriving included."
     from huggingface_hub import constants
     d = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "blobs"
     return sum(f.stat().st_size for f in d.iterdir() if f.is_file()) if d.is_dir() else 0
+
+# %% ../nbs/01b_sources.ipynb
+STALL_S = 120   # seconds without a new byte in the Hub cache before a download is reported stalled
 
 def watched_download(repo:str, call, cache_dir:str=None):
     "Run the download `call` in a thread and wait here (■ ends the wait); report once when no byte arrives for STALL_S."
@@ -224,9 +220,12 @@ def watched_download(repo:str, call, cache_dir:str=None):
     return box["out"]
 
 # %% ../nbs/01b_sources.ipynb
-def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
-_IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
+def _is_network_error(e:Exception)->bool:
+    "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
+    names = {c.__name__ for c in type(e).__mro__}
+    return isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or bool(names & {"ConnectError", "TransportError", "TimeoutException", "NetworkError"})
 
+# %% ../nbs/01b_sources.ipynb
 def hub_call(repo:str, call,   # the download: a function of no arguments
              cache_dir:str=None,
              field:str="",        # the config field that named the repository, said first in errors
@@ -248,6 +247,7 @@ def hub_call(repo:str, call,   # the download: a function of no arguments
             raise ZImageError(f"{pre}{what} was not found in Hub repo {repo}", "check the file name inside the repository") from None
         raise
 
+# %% ../nbs/01b_sources.ipynb
 def _check_room(repo:str, need:int, cache_dir:str=None)->Path:
     "Refuse a download the disk cannot hold; returns where it goes."
     target = Path(cache_dir or os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
@@ -256,6 +256,12 @@ def _check_room(repo:str, need:int, cache_dir:str=None)->Path:
     if need > free: raise ZImageError(f"not enough disk for {repo}: {human_bytes(need)} needed, {human_bytes(free)} free at {probe}",
                                       "free space, or set HF_HUB_CACHE to a larger disk (Colab: /content; Kaggle: /kaggle/tmp)")
     return target
+
+# %% ../nbs/01b_sources.ipynb
+def _patterns(parts): return ["model_index.json"] + [x if "/" in x or "*" in x else f"{x}/*" for x in parts]  # "a/b.json" = one file
+
+# %% ../nbs/01b_sources.ipynb
+_IGNORE = ["*.bin", "*.pt", "*.ckpt", "*.pth"]
 
 def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.json") or patterns ("x/*.json")
                  token:str=None, cache_dir:str=None,
@@ -271,6 +277,7 @@ def hub_download(repo:str, parts:tuple=PARTS,  # subfolders, single files ("a/b.
         return Path(snapshot_download(repo, allow_patterns=pats, ignore_patterns=_IGNORE, token=token, cache_dir=cache_dir))
     return hub_call(repo, call, cache_dir)
 
+# %% ../nbs/01b_sources.ipynb
 def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bool=False,
              field:str="")->Path:   # the config field that named the file, said first in errors
     "Download one file of a Hub repo (once), checking free disk space first."
@@ -284,7 +291,22 @@ def hub_file(repo:str, file:str, token:str=None, cache_dir:str=None, progress:bo
         return Path(hf_hub_download(repo, file, token=token, cache_dir=cache_dir))
     return hub_call(repo, call, cache_dir, field, f"{repo}/{file}")
 
-def _is_network_error(e:Exception)->bool:
-    "Connection and timeout errors of the Hub client (httpx or requests), or a cache miss offline."
-    names = {c.__name__ for c in type(e).__mro__}
-    return isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or bool(names & {"ConnectError", "TransportError", "TimeoutException", "NetworkError"})
+# %% ../nbs/01b_sources.ipynb
+def _looks_local(s:str)->bool: return s.startswith((".", "/", "~")) or s.count("/") != 1 or s.endswith(".safetensors")
+
+# %% ../nbs/01b_sources.ipynb
+def model_folder(name_or_path:str|Path,   # Hub id (e.g. "Tongyi-MAI/Z-Image-Turbo") or a local diffusers folder
+                 parts:tuple=PARTS,       # subfolders needed ("sub/file.json" = just that file, if present)
+                 token:str=None,          # Hub token (default: the logged-in one / HF_TOKEN)
+                 cache_dir:str=None,
+                 progress:bool=False)->Path:  # say what is downloaded, and show the Hub's progress bars
+    "A local folder holding `parts` of the model, downloading only those from the Hub if needed."
+    p = Path(str(name_or_path)).expanduser()
+    if p.is_file(): raise ZImageError(f"model.name_or_path {p} is a file", "give the diffusers folder (with model_index.json); put a single-file transformer in model.transformer_file")
+    if p.is_dir():
+        missing = [x for x in parts if "/" not in x and not (p / x).is_dir()]  # single files (a config) are optional
+        if missing: raise ZImageError(f"{p} has no {', '.join(s + '/' for s in missing)} subfolder",
+                                      f"a diffusers Z-Image folder has {', '.join(PARTS)}; point model.name_or_path to the folder that holds them")
+        return p
+    if _looks_local(str(name_or_path)): raise ZImageError(f"model folder {p} does not exist", "check the path; on Colab mount Drive first")
+    return hub_download(str(name_or_path), parts, token, cache_dir, progress)

@@ -26,8 +26,8 @@ from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
            'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
-           'sampling_adapters', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss', 'peak_memory',
-           'ranks_in_sync', 'setup_run', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
+           'sampling_adapters', 'setup_run', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss',
+           'peak_memory', 'ranks_in_sync', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
            'write_summary', 'train_loop', 'train']
 
 # %% ../nbs/08_train.ipynb
@@ -105,6 +105,7 @@ def make_optimizer(params:list, t)->torch.optim.Optimizer:
         return Adafactor(params, scale_parameter=False, relative_step=False, warmup_init=False, **kw)
     raise ZImageError(f"training.optimizer is {t.optimizer!r}", "use adamw8bit, paged_adamw8bit, lion8bit, adamw or adafactor")
 
+# %% ../nbs/08_train.ipynb
 def make_scheduler(optimizer, t):
     "Warm-up then constant, cosine or linear decay over the run."
     from diffusers.optimization import get_scheduler
@@ -267,6 +268,30 @@ def sampling_adapters(run:Run)->dict:
 
 
 # %% ../nbs/08_train.ipynb
+def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True,
+              model_folder:str|Path=None)->Run:   # the tokenizer / VAE / scheduler folder, already fetched (the launcher gives it to its workers)
+    "Validate, cache, load and attach everything; returns a `Run` at step 0. The seconds of each phase go to <run>/setup.json."
+    from zimage_nb.models import compute_dtype
+    from zimage_nb.data import check_sources
+    validate_config(cfg)
+    if bad := check_sources(cfg): raise ConfigError(bad)        # before any download
+    rank, world = dist_info()
+    device = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    out = run_folder(cfg)
+    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device, cfg.model.variant), rank=rank, world=world)
+    if run.dtype == torch.float16 and (fails := fp16_fails(cfg.model.variant)):
+        warnings.warn(f"quantization.compute = {cfg.quantization.compute}: fp16 for {fails}; if the loss turns NaN or the samples black, set quantization.compute to fp32")
+    if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out / "config.yaml")
+    with _timed(run, "components"):
+        run.model_folder = Path(model_folder) if model_folder else _model_folder(cfg, progress) if rank == 0 else None
+        _barrier(world)
+        if run.model_folder is None: run.model_folder = _model_folder(cfg)
+    prepare_run_data(run, progress and rank == 0)
+    prepare_run_model(run, progress and rank == 0)
+    if rank == 0: atomic_write_text(out / "setup.json", json.dumps(dict(seconds=run.setup_times, device=run.device, world=world, date=time.strftime("%Y-%m-%d %H:%M")), indent=1))
+    return run
+
+# %% ../nbs/08_train.ipynb
 MAX_NAN_STEPS = 5
 LOSS_LIMIT = 1e3   # a flow-matching loss on normalized latents is about 1; far above it, the numbers have broken (fp16 overflow)
 
@@ -307,6 +332,7 @@ def _batch(run:Run, idx:list[int], g:torch.Generator):
     classes = [run.texts[it.class_text] for it in its] if run.cfg.training.dop_class_word else None
     return x0, embeds, classes, loss_mask(run, its)
 
+# %% ../nbs/08_train.ipynb
 def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
     "Loss of one micro-batch (flow matching + optional preservation terms)."
     t, dev = run.cfg.training, run.device
@@ -324,7 +350,6 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
         with torch.no_grad(), adapters_off(run.transformer, TRAINED): prior = predict(run.transformer, noisy, sig, prior_embeds, run.dtype)
         loss = loss + weight * flow_loss(predict(run.transformer, noisy, sig, prior_embeds, run.dtype), prior, t.loss)
     return loss
-
 
 # %% ../nbs/08_train.ipynb
 def train_step(run:Run)->dict:
@@ -442,30 +467,6 @@ def ranks_in_sync(run:Run)->bool:
 
 def _emit(callbacks, event:dict):
     for cb in callbacks: cb(event)
-
-# %% ../nbs/08_train.ipynb
-def setup_run(cfg:ZConfig, work:str|Path=None, device:str=None, progress:bool=True,
-              model_folder:str|Path=None)->Run:   # the tokenizer / VAE / scheduler folder, already fetched (the launcher gives it to its workers)
-    "Validate, cache, load and attach everything; returns a `Run` at step 0. The seconds of each phase go to <run>/setup.json."
-    from zimage_nb.models import compute_dtype
-    from zimage_nb.data import check_sources
-    validate_config(cfg)
-    if bad := check_sources(cfg): raise ConfigError(bad)        # before any download
-    rank, world = dist_info()
-    device = device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    out = run_folder(cfg)
-    run = Run(cfg, out, Path(work) if work else out / "work", device, compute_dtype(cfg.quantization.compute, device, cfg.model.variant), rank=rank, world=world)
-    if run.dtype == torch.float16 and (fails := fp16_fails(cfg.model.variant)):
-        warnings.warn(f"quantization.compute = {cfg.quantization.compute}: fp16 for {fails}; if the loss turns NaN or the samples black, set quantization.compute to fp32")
-    if rank == 0: out.mkdir(parents=True, exist_ok=True); save_config(cfg, out / "config.yaml")
-    with _timed(run, "components"):
-        run.model_folder = Path(model_folder) if model_folder else _model_folder(cfg, progress) if rank == 0 else None
-        _barrier(world)
-        if run.model_folder is None: run.model_folder = _model_folder(cfg)
-    prepare_run_data(run, progress and rank == 0)
-    prepare_run_model(run, progress and rank == 0)
-    if rank == 0: atomic_write_text(out / "setup.json", json.dumps(dict(seconds=run.setup_times, device=run.device, world=world, date=time.strftime("%Y-%m-%d %H:%M")), indent=1))
-    return run
 
 # %% ../nbs/08_train.ipynb
 def _due(step:int, every:int)->bool: return bool(every) and step % every == 0
