@@ -51,12 +51,12 @@ def test_the_recipe_comparison_runs(tmp_path):
     assert all(0 <= x["subject"] <= 1 and 0 <= x["class_sharpness"] <= 1 and x["few_step_gap"] > 0 for x in rows)
     assert rows[0]["class_drift"] == 0 and all(x["class_drift"] > 0 for x in rows[3:])   # every subject LoRA changes something
     # the report card's formulas (TinyWorldScorers as DINO): the reference rows compare a model with itself
-    assert all(0 < x["card_few_step_kept"] <= 1.0001 for x in rows)
-    assert all(abs(x["card_kept"] - 1) < 1e-4 and x["card_dino_gain"] == 0 for x in rows[:3])
+    assert all(0 < x["card_few_step_kept"] <= 1.0001 and x["card_sharp_kept"] > 0 for x in rows)
+    assert all(abs(x["card_kept"] - 1) < 1e-4 and x["card_dino_gain"] == 0 and x["card_sharp_kept"] == 1 for x in rows[:3])
     assert (tmp_path / "recipes.md").read_text().count("\n") == 10 and (tmp_path / "recipes.png").exists()
     # --summarize: the table over training seeds (here one run, so no ranges)
     r = subprocess.run([sys.executable, str(tool), "--summarize", str(tmp_path), "--out", str(tmp_path / "sum")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     table = (tmp_path / "sum" / "recipes_summary.md").read_text()
     assert table.startswith("training seeds 42:") and "| plain (drifts) | 1 step |" in table and not re.search(r"\(\d", table)
-    assert "card_few_step_kept / few_step_gap" in table and "seed 42: card's best few-step kept: " in table
+    assert "card_few_step_kept / few_step_gap" in table and "seed 42, the Turbo recipes: card's best few-step kept: " in table

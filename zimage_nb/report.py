@@ -168,7 +168,7 @@ def baseline(sampler, sc:Scorers, refs:list, # the training images
     subj, klass = (_images(sampler, ps, prompts.seeds, off, setting, size) for ps in (prompts.subject, prompts.klass))
     ref_dino, class_dino = embed_images(sc, refs, "dino"), embed_images(sc, klass, "dino")
     return dict(ref_dino=ref_dino, ref_clip=embed_images(sc, refs, "clip"), subj_dino=embed_images(sc, subj, "dino"), subj_clip=embed_images(sc, subj, "clip"),
-                class_dino=class_dino, class_ref=mean_pairwise(class_dino, ref_dino), sharp_off=float(np.mean([sharpness(i) for i in subj])))
+                class_dino=class_dino, class_ref=mean_pairwise(class_dino, ref_dino), sharp_off=float(np.mean([sharpness(i) for i in klass])))
 
 
 # %% ../nbs/09b_report.ipynb
@@ -186,10 +186,11 @@ def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
         ctx = _images(sampler, prompts.context, prompts.seeds, on, setting, size)
         t = embed_texts(sc, prompts.context)
         row["clip_t"] = float(np.mean([float(embed_images(sc, [im], "clip")[0] @ t[i // len(prompts.seeds)]) for i, im in enumerate(ctx)]))
-    class_on = embed_images(sc, _images(sampler, prompts.klass, prompts.seeds, on, setting, size), "dino")
+    class_pics = _images(sampler, prompts.klass, prompts.seeds, on, setting, size)
+    class_on = embed_images(sc, class_pics, "dino")
     row["kept"] = mean_paired(class_on, base["class_dino"])
     row["leak"] = mean_pairwise(class_on, base["ref_dino"]) - base["class_ref"]   # the paper's PRES, gained over the LoRA off
-    row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in subj_on])), base["sharp_off"]
+    row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in class_pics])), base["sharp_off"]   # the class prompts: the same content on and off, so a change is blur (bench/RESULTS.md)
     if full_setting:
         full = _images(sampler, prompts.subject, prompts.seeds, on, full_setting, size)
         row["few_step_kept"] = mean_paired(subj_dino, embed_images(sc, full, "dino"))
