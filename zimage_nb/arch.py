@@ -18,17 +18,20 @@ def in_blocks(name:str # a module name, e.g. "layers.3.attention.to_q"
 
 # %% ../nbs/01c_arch.ipynb
 NO_BF16_COMPUTE = {"turbo": "fp16-safe", "tiny": "fp16-safe", "de-turbo": "fp32", "base": "fp32"}   # per ModelConfig.variant
-FP16_FAILS = "is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897)"
 
 def no_bf16_compute(variant:str # ModelConfig.variant: turbo, de-turbo, base or tiny
                    )->str:
     "The compute a GPU without native bf16 gets for a model family: fp16-safe for Turbo, fp32 for base and De-Turbo."
     return NO_BF16_COMPUTE.get(variant, "fp32")
 
+# %% ../nbs/01c_arch.ipynb
+FP16_FAILS = "is reported to overflow fp16 even with the fixes (ComfyUI issue 12176, musubi-tuner issue 897)"
+
 def fp16_fails(variant:str)->str:
     "The reason fp16 is not offered to this family ('' when it is): 'Z-Image base is reported to overflow fp16 ...'."
     return f"Z-Image {variant} {FP16_FAILS}" if no_bf16_compute(variant) == "fp32" and variant in NO_BF16_COMPUTE else ""
 
+# %% ../nbs/01c_arch.ipynb
 def auto_compute(variant:str, cuda:bool, # a CUDA device?
                  bf16:bool)->str:         # does it have native bf16?
     "What `quantization.compute = auto` means: fp32 on a CPU, bf16 on a GPU with it, else the family's choice."

@@ -23,15 +23,16 @@ def data_manifest(run:Run)->list:
     "What was trained on: (latent key, text key, file, resolution) per item."
     return [[it.latent, it.text, it.file, it.resolution] for it in run.items]
 
+# %% ../nbs/07e_checkpoints.ipynb
 def _plain_numpy_state()->tuple:
     "numpy's RNG state as plain Python values (no arrays: loading it needs no pickle of numpy objects)."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return kind, keys.tolist(), pos, has_gauss, gauss
 
+# %% ../nbs/07e_checkpoints.ipynb
 def _numpy_state(s)->tuple:
     kind, keys, *rest = s
     return (kind, np.asarray(keys, dtype=np.uint32), *rest)
-
 
 # %% ../nbs/07e_checkpoints.ipynb
 def safe_load(path:Path):
@@ -48,13 +49,14 @@ def safe_load(path:Path):
 
 
 # %% ../nbs/07e_checkpoints.ipynb
-SLOTS = ("latest-a", "latest-b")   # the two fixed folders of a run folder that hold its newest checkpoint, alternately
-
 def checkpoint_step(ck:Path)->int:
     "The step a checkpoint folder holds: from its name (step_<n>), or a slot's state.json (-1 while empty or being written)."
     if ck.name.startswith("step_"): return int(ck.name.split("_")[1])
     try: return int(json.loads((ck / "state.json").read_text())["step"])
     except (OSError, ValueError, KeyError): return -1
+
+# %% ../nbs/07e_checkpoints.ipynb
+SLOTS = ("latest-a", "latest-b")   # the two fixed folders of a run folder that hold its newest checkpoint, alternately
 
 def list_checkpoints(*roots:Path)->list[Path]:
     "Checkpoint folders (step_<n> and slots) under `roots`, one per step (the first root's wins), oldest first."
@@ -65,10 +67,10 @@ def list_checkpoints(*roots:Path)->list[Path]:
                 if ck.is_dir() and (k := checkpoint_step(ck)) >= 0: found.setdefault(k, ck)
     return [found[k] for k in sorted(found)]
 
+# %% ../nbs/07e_checkpoints.ipynb
 def run_checkpoints(cfg:ZConfig)->list[Path]:
     "Every checkpoint of a job: the rotating ones, and with `save.local_dir` the slots in the run folder (the only ones in a new session)."
     return list_checkpoints(checkpoint_folder(cfg), run_folder(cfg) / "checkpoints")
-
 
 # %% ../nbs/07e_checkpoints.ipynb
 def checkpoint_bytes(run:Run)->int:
@@ -76,15 +78,18 @@ def checkpoint_bytes(run:Run)->int:
     if cks := list_checkpoints(checkpoint_folder(run.cfg)): return sum(f.stat().st_size for f in cks[-1].iterdir())
     return sum(p.numel() for p in run.params) * 12 + 2**20
 
+# %% ../nbs/07e_checkpoints.ipynb
 def disk_need(run:Run)->int:
     "What the run will write from here: save.keep checkpoints plus the one being written, the exported LoRA and the sample images."
     c = run.cfg
     samples = (c.training.steps // c.sample.every + 1 if c.sample.every else 1) * 2**20
     return checkpoint_bytes(run) * (c.save.keep + 1) + sum(p.numel() for p in run.params) * 4 + samples
 
+# %% ../nbs/07e_checkpoints.ipynb
 def _disk_full(e:BaseException)->bool:
     return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or "StorageFull" in str(e)
 
+# %% ../nbs/07e_checkpoints.ipynb
 def disk_full_error(run:Run, what:str)->ZImageError:
     "The one message a full disk gets: which folder, what the run needs, that nothing is lost and how to go on."
     good = [ck for ck in run_checkpoints(run.cfg) if checkpoint_ok(ck)]
@@ -93,6 +98,7 @@ def disk_full_error(run:Run, what:str)->ZImageError:
                        f"each checkpoint takes about {checkpoint_bytes(run) / 2**20:.0f} MiB and the run keeps save.keep = {run.cfg.save.keep} of them). Nothing is lost: {kept}",
                        "free some space there (old runs, caches), lower save.keep, or set job.output_dir to a disk with room, then run training again")
 
+# %% ../nbs/07e_checkpoints.ipynb
 def check_disk(run:Run):
     "Before training: refuse if not even one checkpoint fits; warn if what the run will write does not."
     root = checkpoint_folder(run.cfg); root.mkdir(parents=True, exist_ok=True)
@@ -100,7 +106,6 @@ def check_disk(run:Run):
     if free < one: raise disk_full_error(run, "a first checkpoint")
     if free < need: warnings.warn(f"{root} has {free / 2**20:.0f} MiB free but the run will write about {need / 2**20:.0f} MiB "
                                   f"(save.keep = {run.cfg.save.keep} checkpoints of {one / 2**20:.0f} MiB, the LoRA and samples): it may stop with a full disk; lower save.keep or free space")
-
 
 # %% ../nbs/07e_checkpoints.ipynb
 def lora_header(run:Run)->dict:
@@ -120,6 +125,7 @@ def _sha_file(p:Path)->str:
     import hashlib
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
+# %% ../nbs/07e_checkpoints.ipynb
 def save_checkpoint(run:Run)->Path:
     "Write checkpoint `step_<step>` atomically; prune to the last `save.keep`; with `save.local_dir`, copy it into a slot of the run folder."
     root = checkpoint_folder(run.cfg); root.mkdir(parents=True, exist_ok=True)
@@ -150,7 +156,6 @@ def save_checkpoint(run:Run)->Path:
         if stale.is_dir(): shutil.rmtree(stale, ignore_errors=True)
     if run.cfg.save.local_dir: mirror_checkpoint(final, run.out / "checkpoints")
     return final
-
 
 # %% ../nbs/07e_checkpoints.ipynb
 def checkpoint_ok(ck:Path)->bool:
@@ -189,6 +194,7 @@ def load_checkpoint(run:Run, ck:Path):
     if s["rng"]["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["rng"]["cuda"])
     run.step, run.nan_streak, run.skipped = st["step"], st["nan_streak"], st["skipped"]
 
+# %% ../nbs/07e_checkpoints.ipynb
 def resume_latest(run:Run)->Path|None:
     "Load the newest intact checkpoint, skipping damaged ones; None if there is none."
     for ck in reversed(run_checkpoints(run.cfg)):
@@ -196,13 +202,13 @@ def resume_latest(run:Run)->Path|None:
         warnings.warn(f"checkpoint {ck} is damaged (checksum mismatch or missing file): skipped")
     return None
 
-
 # %% ../nbs/07e_checkpoints.ipynb
 def _rewrite(src:Path, dst:Path):
     "Copy `src` over `dst` in place (same file, truncated to the new length), then fsync."
     with open(src, "rb") as s, open(dst, "r+b" if dst.exists() else "wb") as d:
         shutil.copyfileobj(s, d, 16 * 2**20); d.truncate(); d.flush(); os.fsync(d.fileno())
 
+# %% ../nbs/07e_checkpoints.ipynb
 def mirror_checkpoint(ck:Path, # a complete checkpoint folder
                       dest:Path # the run folder's checkpoints folder
                      )->Path:

@@ -26,6 +26,7 @@ class ZImageError(ValueError):
 def _umask()->int:
     m = os.umask(0); os.umask(m); return m
 
+# %% ../nbs/00_core.ipynb
 @contextlib.contextmanager
 def atomic_path(path:str|Path): # the file to (re)write
     "Yield a temporary path next to `path`; on success it replaces `path` in one rename."
@@ -40,6 +41,7 @@ def atomic_path(path:str|Path): # the file to (re)write
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
+# %% ../nbs/00_core.ipynb
 @contextlib.contextmanager
 def atomic_folder(dest:str|Path): # the folder to create
     "Yield a temporary folder beside `dest`; on success it becomes `dest` in one rename (if another process made `dest` first, that one is kept), on an error it is removed."
@@ -87,6 +89,7 @@ def decode_text(raw:bytes # the file's bytes
     try: return raw.decode("cp1252"), "Windows-1252"
     except UnicodeDecodeError: return raw.decode("latin-1"), "Latin-1"
 
+# %% ../nbs/00_core.ipynb
 _DROP = {"\ufeff", "\u200b", "\u00ad"}   # byte-order mark, zero-width space, soft hyphen
 
 def clean_text(text:str)->tuple[str, int]:
@@ -98,6 +101,7 @@ def clean_text(text:str)->tuple[str, int]:
         else: kept.append(ch)
     return " ".join("".join(kept).split()), removed
 
+# %% ../nbs/00_core.ipynb
 def read_text(path:str|Path,       # a text file (caption, config)
               limit:int=None)->tuple[str, list[str]]: # read at most this many bytes (None: all)
     "(clean text, notes on what was done: encoding, truncation, characters removed)."

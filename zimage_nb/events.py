@@ -15,8 +15,6 @@ __all__ = ['REPORT_TO', 'PROJECT', 'tracker_installed', 'RunLog']
 # %% ../nbs/07c_events.ipynb
 REPORT_TO = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",), "mlflow": ("mlflow",), "comet_ml": ("comet_ml",),
              "aim": ("aim",), "clearml": ("clearml",), "dvclive": ("dvclive",), "swanlab": ("swanlab",)}   # tracker: the packages that provide it
-PROJECT = "zimage-nb"   # the W&B / trackio / ... project the runs go to
-_warned = set()
 
 def tracker_installed(kind:str)->bool:
     "Is a package that provides this tracker installed (or already imported)?"
@@ -28,6 +26,9 @@ def tracker_installed(kind:str)->bool:
             if importlib.util.find_spec(m) is not None: return True
         except (ImportError, ValueError): pass
     return False
+
+# %% ../nbs/07c_events.ipynb
+PROJECT = "zimage-nb"   # the W&B / trackio / ... project the runs go to
 
 def _tracker(kind:str, folder:Path, name:str, resume_step:int|None, run_id:str):
     "accelerate's tracker of this kind, started: TensorBoard in <folder>/tensorboard (purged from the redone steps on resume), W&B and trackio continuing `run_id`."
@@ -46,6 +47,8 @@ def _tracker(kind:str, folder:Path, name:str, resume_step:int|None, run_id:str):
     return t
 
 # %% ../nbs/07c_events.ipynb
+_warned = set()
+
 class RunLog:
     "Every scalar and image of a run to the trackers of `job.report_to`, through accelerate's trackers; `close` closes them all."
     def __init__(self, report_to:list, # tracker names (REPORT_TO)
@@ -95,6 +98,7 @@ class RunLog:
         for t in self.trackers: t.finish()
         self.trackers = []
 
+# %% ../nbs/07c_events.ipynb
 def _flat(d:dict, prefix:str="")->dict:
     "A nested config as flat key: value pairs of str / number / bool (what trackers' config tables take)."
     out = {}

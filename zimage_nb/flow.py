@@ -15,6 +15,7 @@ def shift_sigmas(sigmas:torch.Tensor, shift:float)->torch.Tensor:
     "The flow-matching time shift: shift > 1 moves noise levels up."
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
+# %% ../nbs/07d_flow.ipynb
 def sample_sigmas(n:int,                        # how many
                   timestep_type:str="weighted", # weighted | uniform | sigmoid
                   bias:str="balanced",          # balanced | high-noise | low-noise
@@ -26,6 +27,7 @@ def sample_sigmas(n:int,                        # how many
     elif bias == "low-noise": u = u ** 3
     return shift_sigmas(u, shift).clamp(1e-3, 1.0)
 
+# %% ../nbs/07d_flow.ipynb
 def sigma_weights(sigmas:torch.Tensor, timestep_type:str="weighted")->torch.Tensor:
     "Loss weight per sample: a bell curve over σ with mean 1 for 'weighted', else ones."
     if timestep_type != "weighted": return torch.ones_like(sigmas)
@@ -45,6 +47,7 @@ def predict(transformer, noisy:torch.Tensor,   # [B, C, H, W] noised latents
     out = transformer(x, (1 - sigmas).to(noisy.device, dtype), [e.to(noisy.device, dtype) for e in embeds], return_dict=False)[0]
     return -torch.stack(out).squeeze(2).float()
 
+# %% ../nbs/07d_flow.ipynb
 def flow_loss(pred:torch.Tensor, target:torch.Tensor, kind:str="mse",
               weights:torch.Tensor=None, # [B]: one weight per sample (the timestep weighting)
               mask:torch.Tensor=None     # [B, 1, H, W]: one weight per latent position (loss masks); each sample's mean is taken under it
@@ -58,6 +61,7 @@ def flow_loss(pred:torch.Tensor, target:torch.Tensor, kind:str="mse",
         per = (el * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1e-8)   # an all-zero mask: 0, no gradient
     return (per * (weights.to(per) if weights is not None else 1)).mean()
 
+# %% ../nbs/07d_flow.ipynb
 def guided_target(pred:torch.Tensor, target:torch.Tensor, scale:float=0.0)->torch.Tensor:
     "Differential guidance: pred + s·(target − pred) with no gradient through pred (s = 0 means off)."
     if not scale or scale == 1: return target

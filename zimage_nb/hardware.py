@@ -46,6 +46,7 @@ def pcie_rate(gen:int, # PCIe generation (3 = PCIe 3.0)
     "Estimated host -> GPU copy rate from pinned memory, GB/s."
     return round(PCIE_LANE_GBPS.get(int(gen), 0.985) * int(width) * PCIE_EFFICIENCY, 1)
 
+# %% ../nbs/02_hardware.ipynb
 def _smi_props(index:int=0)->tuple|None:
     "(name, memory GiB, (major, minor)) of GPU `index` from nvidia-smi, or None. Unlike torch's device properties this leaves CUDA uninitialised in this process, which accelerate's notebook_launcher (two GPUs on Kaggle) requires."
     try:
@@ -56,10 +57,12 @@ def _smi_props(index:int=0)->tuple|None:
         return name, float(mem) / 1024, (int(major), int(minor))
     except Exception: return None
 
+# %% ../nbs/02_hardware.ipynb
 def _torch_props(index:int=0)->tuple:
     p = torch.cuda.get_device_properties(index)
     return p.name, p.total_memory / 2**30, (p.major, p.minor)
 
+# %% ../nbs/02_hardware.ipynb
 def _pcie_link(index:int=0)->tuple|None:
     "(generation, width) of GPU `index`'s PCIe link from nvidia-smi, or None."
     try:
@@ -97,6 +100,7 @@ def cuda_arch_problem(capability:tuple=None, # (major, minor) of the card; defau
     return (f"the installed torch {torch.__version__} has no kernels for {name} (compute {capability[0]}.{capability[1]}); it runs {' '.join(archs)}",
             "on Kaggle choose Settings > Accelerator > GPU T4 x2 (Kaggle's torch dropped the P100: Kaggle/kaggle-cli issue 1151); elsewhere install a torch built for this card")
 
+# %% ../nbs/02_hardware.ipynb
 def require_cuda_arch():
     "Raise ZImageError if this machine's GPU cannot run the installed torch (see `cuda_arch_problem`)."
     from zimage_nb.core import ZImageError
@@ -135,6 +139,7 @@ def versions()->dict:
     out["cuda"] = torch.version.cuda
     return out
 
+# %% ../nbs/02_hardware.ipynb
 def version_problems(v:dict=None # from `versions` (default: this environment's)
                     )->list[tuple[str, str]]:
     "(problem, fix) for every known-bad version or combination among `v`."
@@ -158,6 +163,7 @@ def version_problems(v:dict=None # from `versions` (default: this environment's)
         out.append((f"Pillow {pil} reads no AVIF images", "pip install -U 'pillow>=11.3'"))
     return out
 
+# %% ../nbs/02_hardware.ipynb
 def versions_line(v:dict=None)->str:
     "One line: torch (+CUDA) and the libraries' versions."
     v = v or versions()

@@ -17,12 +17,11 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 import numpy as np
 
 # %% auto #0
-__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'CHAT_TEMPLATE', 'SCENE_COLOURS',
-           'SCENE_SHAPES', 'TINY_WORDS', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS',
-           'TINY_TURBO_VERSION', 'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape',
-           'tiny_scene', 'subject_share', 'write_demo_dataset', 'tiny_vae', 'tiny_pipeline', 'tiny_image',
-           'tiny_turbo_file', 'tiny_purity', 'image_distance', 'to_original_layout', 'write_single_file',
-           'write_tiny_lora']
+__all__ = ['TINY_TRANSFORMER', 'TINY_TEXT_ENCODER', 'TINY_VAE', 'TURBO_SCHEDULER', 'SCENE_COLOURS', 'SCENE_SHAPES', 'TINY_WORDS',
+           'CHAT_TEMPLATE', 'SUBJECT', 'TINY_VERSION', 'TINY_WEIGHTS', 'TINY_TURBO_WEIGHTS', 'TINY_TURBO_VERSION',
+           'TINY_TURBO_STEPS', 'LORA_TARGETS', 'LORA_LAYOUTS', 'tiny_tokenizer', 'draw_shape', 'tiny_scene',
+           'subject_share', 'write_demo_dataset', 'tiny_vae', 'tiny_pipeline', 'tiny_image', 'tiny_turbo_file',
+           'tiny_purity', 'image_distance', 'to_original_layout', 'write_single_file', 'write_tiny_lora']
 
 # %% ../nbs/03_tiny.ipynb
 TINY_TRANSFORMER = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=192, n_layers=2, n_refiner_layers=2,
@@ -36,10 +35,6 @@ TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_cha
 TURBO_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
 
 # %% ../nbs/03_tiny.ipynb
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n"
-                 "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
-
 SCENE_COLOURS = {"blue": (40, 60, 200), "green": (40, 160, 60), "grey": (128, 128, 128), "purple": (120, 40, 160),
                  "teal": (0, 128, 128), "brown": (120, 80, 40), "navy": (20, 20, 90), "olive": (110, 110, 20),
                  "white": (235, 235, 235), "black": (15, 15, 15), "orange": (240, 130, 20), "pink": (240, 130, 190)}
@@ -59,6 +54,11 @@ def _word_merges()->tuple[dict, list]:
                 tok += ch; vocab.setdefault(tok, len(vocab))
     return vocab, merges
 
+# %% ../nbs/03_tiny.ipynb
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n"
+                 "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
 def tiny_tokenizer(max_length:int=512 # the model_max_length the pipeline pads to
                   )->PreTrainedTokenizerFast:
     "A byte-level tokenizer with whole-word tokens for the tiny world's captions, Qwen3's special tokens and chat template."
@@ -70,8 +70,6 @@ def tiny_tokenizer(max_length:int=512 # the model_max_length the pipeline pads t
                                    chat_template=CHAT_TEMPLATE, model_max_length=max_length)
 
 # %% ../nbs/03_tiny.ipynb
-SUBJECT = dict(word="zxq", body=(220, 20, 20), ring=(250, 220, 0))   # the demo's subject: colours the base never saw
-
 def draw_shape(im, shape:str, x:int, y:int, r:int, # shape (SCENE_SHAPES or "zxq"), centre and half-size in pixels
                colour:tuple, ring:tuple=None):     # fill colour; the colour of a 4-pixel ring around it
     "Draw one shape on the PIL image `im`."
@@ -82,6 +80,9 @@ def draw_shape(im, shape:str, x:int, y:int, r:int, # shape (SCENE_SHAPES or "zxq
     elif shape == "square": d.rectangle([x - r, y - r, x + r, y + r], fill=colour)
     else: d.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=colour)
     return im
+
+# %% ../nbs/03_tiny.ipynb
+SUBJECT = dict(word="zxq", body=(220, 20, 20), ring=(250, 220, 0))   # the demo's subject: colours the base never saw
 
 def tiny_scene(seed:int,                # same seed, same picture and caption
                size:tuple=None,         # (width, height); default: 64×64, 96×64 or 64×96
@@ -107,6 +108,7 @@ def tiny_scene(seed:int,                # same seed, same picture and caption
     if form < .85: return im, f"{shape} on a {bg} background"
     return im, f"a {size_word} {colour} {shape}"
 
+# %% ../nbs/03_tiny.ipynb
 def subject_share(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 values
     "Share of pixels within 60 (RGB distance) of the subject's red or yellow: ~0 for anything the base world holds."
     a = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, dtype=np.float32)
@@ -130,19 +132,22 @@ def write_demo_dataset(folder:str|Path, # where the images and captions go
 # %% ../nbs/03_tiny.ipynb
 def _frozen(m): return m.eval().requires_grad_(False)
 
-TINY_VERSION = 3  # bump when the tiny model changes: cached copies on disk are named after it
-TINY_WEIGHTS = "tiny_zimage.safetensors"  # the pretrained transformer and text encoder (package data)
-TINY_TURBO_WEIGHTS = "tiny_zimage_turbo.safetensors"  # its transformer distilled to sample in few steps (tools/distil_tiny_turbo.py)
-TINY_TURBO_VERSION = 1   # bump when the tiny Turbo's transformer changes (its folders are named after it; the adapter and patch are not in them)
-TINY_TURBO_STEPS = 1     # the tiny Turbo's pipeline steps (its "8 steps")
-
+# %% ../nbs/03_tiny.ipynb
 def _asset(name): return str(files("zimage_nb") / "assets" / name)
 
+# %% ../nbs/03_tiny.ipynb
 def tiny_vae()->AutoencoderKL:
     "The tiny VAE with trained weights (shipped in the package, made by tools/train_tiny_vae.py): it really reconstructs simple pictures."
     vae = AutoencoderKL(**TINY_VAE)
     vae.load_state_dict({k: v.float() for k, v in load_file(_asset("tiny_vae.safetensors")).items()})
     return vae
+
+# %% ../nbs/03_tiny.ipynb
+TINY_VERSION = 3  # bump when the tiny model changes: cached copies on disk are named after it
+TINY_WEIGHTS = "tiny_zimage.safetensors"  # the pretrained transformer and text encoder (package data)
+TINY_TURBO_WEIGHTS = "tiny_zimage_turbo.safetensors"  # its transformer distilled to sample in few steps (tools/distil_tiny_turbo.py)
+TINY_TURBO_VERSION = 1   # bump when the tiny Turbo's transformer changes (its folders are named after it; the adapter and patch are not in them)
+TINY_TURBO_STEPS = 1     # the tiny Turbo's pipeline steps (its "8 steps")
 
 def tiny_pipeline(seed:int=0,                      # weights of an untrained model (trained=False): same seed, same weights
                   dtype:torch.dtype=torch.float32, # dtype of all weights
@@ -183,12 +188,14 @@ def tiny_turbo_file(kind:str # "adapter" (the tiny training adapter), "patch" (t
     if kind not in names: raise ValueError(f"kind must be one of {list(names)}")
     return Path(_asset(names[kind]))
 
+# %% ../nbs/03_tiny.ipynb
 def tiny_purity(img)->float:  # a PIL image or an [H, W, 3] array of 0-255 values
     "Share of pixels within 30 of a colour of the tiny world or of the subject: plain colours are sharp, blur mixes them."
     pal = np.array(list(SCENE_COLOURS.values()) + [SUBJECT["body"], SUBJECT["ring"]], np.float32)
     x = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img, np.float32).reshape(-1, 3)
     return float((np.sqrt(((x[:, None] - pal[None]) ** 2).sum(-1)).min(1) < 30).mean())
 
+# %% ../nbs/03_tiny.ipynb
 def image_distance(a:list, b:list)->float:  # two lists of pictures of the same size, compared pairwise
     "Mean |pixel difference| / 255 over pairs of pictures (e.g. the same prompts and noise from two models)."
     return float(np.mean([np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)).mean() / 255 for x, y in zip(a, b, strict=True)]))
@@ -212,6 +219,7 @@ def to_original_layout(sd:dict,                          # a diffusers ZImageTra
         out[prefix + k] = v.contiguous()
     return out
 
+# %% ../nbs/03_tiny.ipynb
 def write_single_file(transformer:ZImageTransformer2DModel, # the model to write
                       path:str|Path,                        # the .safetensors file
                       dtype:torch.dtype=torch.bfloat16)->Path:
@@ -221,14 +229,15 @@ def write_single_file(transformer:ZImageTransformer2DModel, # the model to write
     return Path(path)
 
 # %% ../nbs/03_tiny.ipynb
-LORA_TARGETS = ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
-LORA_LAYOUTS = ("ostris", "diffsynth", "kohya")
-
 def _lora_key(module:str, which:str, layout:str)->str:
     "Key of the A (down) or B (up) matrix of `module` in `layout`."
     if layout == "ostris": return f"diffusion_model.{module}.lora_{which}.weight"
     if layout == "diffsynth": return f"{module}.lora_{which}.default.weight"
     return f"lora_unet_{module.replace('.', '_')}.lora_{'down' if which == 'A' else 'up'}.weight"
+
+# %% ../nbs/03_tiny.ipynb
+LORA_TARGETS = ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
+LORA_LAYOUTS = ("ostris", "diffsynth", "kohya")
 
 def write_tiny_lora(transformer:ZImageTransformer2DModel, # the model the LoRA is for (shapes only)
                     path:str|Path,                        # the .safetensors file

@@ -20,14 +20,15 @@ __all__ = ['QUANTS', 'TensorEntry', 'safetensors_entries', 'read_tensor', 'weigh
            'text_encoder_key_targets', 'quantize_linears', 'place_tensor', 'LoadReport', 'stream_into', 'weight_report']
 
 # %% ../nbs/03b_weights.ipynb
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
-              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-
 @dataclass
 class TensorEntry:
     "Where one tensor lies in a safetensors file."
     file: Path; name: str; dtype: torch.dtype; shape: tuple; start: int; end: int
+
+# %% ../nbs/03b_weights.ipynb
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 
 def safetensors_entries(path:str|Path # a .safetensors file
                        )->list[TensorEntry]:
@@ -45,6 +46,7 @@ def safetensors_entries(path:str|Path # a .safetensors file
     return [TensorEntry(path, k, _ST_DTYPES[v["dtype"]], tuple(v["shape"]), base + v["data_offsets"][0], base + v["data_offsets"][1])
             for k, v in header.items() if k != "__metadata__"]
 
+# %% ../nbs/03b_weights.ipynb
 def read_tensor(e:TensorEntry)->torch.Tensor:
     "Read one tensor from disk into fresh CPU memory (no memory map)."
     buf = bytearray(e.end - e.start)
@@ -75,6 +77,7 @@ def transformer_key_targets(key:str,         # a key from a diffusers or origina
     if key in known: return [key]
     return list(convert_z_image_transformer_checkpoint_to_diffusers({key: torch.empty(3, device="meta")}))
 
+# %% ../nbs/03b_weights.ipynb
 def text_encoder_key_targets(key:str, known:set=())->list[str]:
     "Qwen3Model parameter name for a text-encoder key (saved from Qwen3Model or Qwen3ForCausalLM)."
     if key.startswith("lm_head."): return []
@@ -123,6 +126,7 @@ class LoadReport:
         unused = f"{len(self.skipped)} checkpoint tensors unused" + (f" (e.g. {', '.join(self.skipped[:3])})" if self.skipped else "")
         return f"{self.what}: {self.loaded} tensors from {len(self.files)} file(s), {self.quantized} layers quantized, {unused}"
 
+# %% ../nbs/03b_weights.ipynb
 def _plan(model:nn.Module, entries:list, key_targets, what:str)->list:
     "Map checkpoint entries to model names; fail early on a wrong checkpoint."
     expected = {n: tuple(p.shape) for n, p in model.state_dict(keep_vars=True).items()}
