@@ -224,8 +224,7 @@ def _prepare(a):
          arg("--overwrite", action="store_true", help="also replace existing captions"), SET)
 def _caption(a):
     from zimage_nb.caption import caption_dataset
-    cfg = apply_sets(load_config(a.config), a.set)
-    validate_config(cfg)
+    cfg = _config(a)
     idx = [a.dataset] if a.dataset is not None else range(len(cfg.datasets))
     for i in idx:
         if not 0 <= i < len(cfg.datasets): raise ZImageError(f"--dataset {i}: the config has {len(cfg.datasets)} dataset(s)", "give an index from 0")
