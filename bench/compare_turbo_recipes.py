@@ -23,8 +23,9 @@ Each LoRA is loaded into a fresh pipeline with diffusers' `load_lora_weights` (t
 and by the report card's formulas (`zimage_nb.report`, 09b) with `TinyWorldScorers` as DINO, to check that the card's
 verdicts on recipes agree with the measures above:
 
-    card: few-step kept   DINO similarity of the trigger prompt's 1-step samples to the same model's 30-step ones (the
-                          card's few-step kept, paired by seed); the truth it stands for: the 1-step vs 30-step gap
+    card: few-step kept   DINO similarity of the class prompts' 1-step samples to the same model's 30-step ones (the
+                          card's few-step kept, paired by prompt and seed); the truth it stands for: which Turbo recipe keeps
+                          the class prompts' sharpness (`tiny_purity`), and the 1-step vs 30-step gap
     card: base kept       DINO similarity of the class prompts' samples with the LoRA to without (paired by prompt and
                           seed); the truth: class drift
     card: DINO gained     DINO similarity of the trigger prompt's samples to the training pictures, with the LoRA minus
@@ -75,7 +76,7 @@ dino = lambda ims: embed_images(SC, ims, "dino")
 def card_scores(one, many, cls, own_cls, trig, own_trig, refs)->dict:
     "The report card's few-step kept, base kept, DINO gained and sharpness on/off for one recipe (score_adapters' formulas on these samples)."
     n, ref = len(SEEDS), dino(refs)
-    return dict(card_few_step_kept=round(mean_paired(dino(one[:n]), dino(many[:n])), 4), card_kept=round(mean_paired(dino(cls), dino(own_cls)), 4),
+    return dict(card_few_step_kept=round(mean_paired(dino(one[n:]), dino(many[n:])), 4), card_kept=round(mean_paired(dino(cls), dino(own_cls)), 4),
                 card_dino_gain=round(mean_pairwise(dino(trig), ref) - mean_pairwise(dino(own_trig), ref), 4),
                 card_sharp_kept=round(float(np.mean([sharpness(i) for i in cls]) / np.mean([sharpness(i) for i in own_cls])), 4))
 

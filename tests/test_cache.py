@@ -1,4 +1,4 @@
-"Caches survive a real kill (SIGKILL, no cleanup) and resume without recomputing what was written."
+"Caches survive a real kill (SIGKILL, no cleanup) and resume without recomputing what was recorded; the manifest is not rewritten per entry."
 import subprocess, sys, textwrap
 import numpy as np
 from PIL import Image
@@ -13,7 +13,8 @@ def dataset(tmp_path):
         Image.fromarray(a).save(src / f"{i}.png")
     return src
 
-def test_caching_killed_with_sigkill_resumes(tmp_path):
+def killed_after_three(tmp_path, every):
+    "Cache 8 latents in a process that SIGKILLs itself (no cleanup, no finally) after the third entry."
     src, store = dataset(tmp_path), tmp_path / "store"
     script = textwrap.dedent(f"""
         import os, signal
@@ -26,15 +27,43 @@ def test_caching_killed_with_sigkill_resumes(tmp_path):
                 super().put(*a, **k); Store.n += 1
                 if Store.n == 3: os.kill(os.getpid(), signal.SIGKILL)
         rep = prepare_dataset({str(src)!r}, {str(tmp_path / 'w')!r}, resolutions=(64, 96))
-        cache_latents([rep], tiny_pipeline().vae, Store({str(store)!r}), progress=False)
+        cache_latents([rep], tiny_pipeline().vae, Store({str(store)!r}, every={every}), progress=False)
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert r.returncode == -9  # really killed
+    return src, store
+
+def test_caching_killed_with_sigkill_resumes(tmp_path):
+    src, store = killed_after_three(tmp_path, every=0)   # the manifest saved after every entry
     assert len(CacheStore(store).entries) == 3
     rep = prepare_dataset(src, tmp_path / "w", resolutions=(64, 96))
     res = cache_latents([rep], tiny_pipeline().vae, CacheStore(store), progress=False)
     assert (res["reused"], res["computed"]) == (3, 5)  # 4 images x 2 sizes
     assert all(CacheStore(store).valid(k) for k in res["index"].values())
+
+def test_unsaved_records_are_encoded_again_not_trusted(tmp_path):
+    "With the default (the manifest saved every 30 s), a kill within the first 30 s leaves three entry files but no records."
+    src, store = killed_after_three(tmp_path, every=30)
+    assert CacheStore(store).entries == {} and len(list(store.glob("*.safetensors"))) == 3
+    rep = prepare_dataset(src, tmp_path / "w", resolutions=(64, 96))
+    res = cache_latents([rep], tiny_pipeline().vae, CacheStore(store), progress=False)
+    assert (res["reused"], res["computed"]) == (0, 8) and len(list(store.glob("*.safetensors"))) == 8   # the same keys, rewritten
+    assert all(CacheStore(store).valid(k) for k in res["index"].values())
+
+def test_manifest_rewritten_once_per_caching_run(tmp_path, monkeypatch):
+    """A mounted Google Drive uploads every rewrite of a file and keeps the old copy in the Trash (minimaxir/gpt-2-simple
+    issue 155: overwrites on a mounted Drive filled the Trash); bursts of small writes hit Drive's rate limit
+    (googlecolab/colabtools issue 6051). Eight entries in under 30 s: one manifest write, at the end."""
+    import zimage_nb.cache as cache
+    writes = []
+    real = cache.atomic_write_text
+    monkeypatch.setattr(cache, "atomic_write_text", lambda p, t: writes.append(p) or real(p, t))
+    rep = prepare_dataset(dataset(tmp_path), tmp_path / "w", resolutions=(64, 96))
+    res = cache_latents([rep], tiny_pipeline().vae, CacheStore(tmp_path / "s"), progress=False)
+    assert res["computed"] == 8 and writes == [tmp_path / "s" / "manifest.json"]
+    assert len(CacheStore(tmp_path / "s").entries) == 8
+    writes.clear(); cache_latents([rep], tiny_pipeline().vae, CacheStore(tmp_path / "s"), progress=False)
+    assert writes == []   # nothing new: not rewritten
 
 def test_damaged_manifest_is_rebuilt_not_trusted(tmp_path):
     src = dataset(tmp_path); rep = prepare_dataset(src, tmp_path / "w", resolutions=(64,))

@@ -50,7 +50,7 @@ def tiny_data(tmp_path_factory): return write_demo_dataset(tmp_path_factory.mkte
 def test_checkpoints_on_the_machine_leave_drive_no_trash(tmp_path, tiny_data):
     old, ck, _ = session(tmp_path, tiny_data, local=False)
     pruned = [f for f in old.files if f.startswith("lora/checkpoints/step_")]
-    assert len({f.split("/")[2] for f in pruned}) == 20 and old.bytes >= 20 * ck     # 24 written, 4 kept: 20 in the Trash
+    assert len({f.split("/")[2] for f in pruned}) == 20 and old.bytes >= 0.999 * 20 * ck   # 24 written, 4 kept: 20 in the Trash (a checkpoint's size varies by a few bytes)
     new, ck2, run = session(tmp_path, tiny_data, local=True)
     assert not [f for f in new.files if "checkpoints" in f] and new.bytes < ck2 / 4, new.files   # what is left: small files rewritten by rename
     assert [(p.name, C.checkpoint_step(p)) for p in C.list_checkpoints(run.out / "checkpoints")] == [("latest-a", 46), ("latest-b", 48)]

@@ -5,7 +5,7 @@
 # %% ../nbs/06_cache.ipynb
 from __future__ import annotations
 from .core import ZImageError, atomic_path, atomic_write_text, release_freed_memory
-import gc, hashlib, json, random, warnings
+import gc, hashlib, json, random, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -40,8 +40,10 @@ def file_sha(path:str|Path)->str:
 # %% ../nbs/06_cache.ipynb
 class CacheStore:
     "Entries as safetensors files under `root`, listed with their checksums in `root/manifest.json`."
-    def __init__(self, root:str|Path):
+    def __init__(self, root:str|Path,
+                 every:float=30.0):   # seconds between rewrites of the manifest while entries are added (0: after every entry)
         self.root = Path(root); self.root.mkdir(parents=True, exist_ok=True)
+        self.every, self.unsaved, self.saved_at = every, 0, time.monotonic()
         self.manifest = self.root / "manifest.json"
         try: self.entries = json.loads(self.manifest.read_text()) if self.manifest.exists() else {}
         except ValueError:
@@ -55,10 +57,16 @@ class CacheStore:
         return bool(e) and self.path(key).exists() and file_sha(self.path(key)) == e["sha256"]
 
     def put(self, key:str, tensors:dict, **meta):
-        "Write one entry atomically, then record it in the manifest (also atomically)."
+        "Write one entry atomically and record it; the manifest is saved when `every` seconds have passed since it last was."
         with atomic_path(self.path(key)) as tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
         self.entries[key] = {"sha256": file_sha(self.path(key)), **meta}
-        atomic_write_text(self.manifest, json.dumps(self.entries, indent=0))
+        self.unsaved += 1
+        if time.monotonic() - self.saved_at >= self.every: self.save()
+
+    def save(self):
+        "Rewrite the manifest (atomically) if entries were added since it last was."
+        if self.unsaved: atomic_write_text(self.manifest, json.dumps(self.entries, indent=0))
+        self.unsaved, self.saved_at = 0, time.monotonic()
 
     def get(self, key:str)->dict:
         "The tensors of a valid entry (raises KeyError for a missing or damaged one)."
@@ -115,15 +123,17 @@ def cache_latents(reports:list[DatasetReport], # from `prepare_dataset(s)`
                   flips:list=None)->dict:               # per report: also cache each image mirrored (datasets[i].flip)
     "Encode every (image, bucket) not yet cached, and its mask if it has one; returns {'index': {(file, res): key, (file, res, 'flip'): key}, 'masks': {same keys: key}, 'computed': n, 'reused': n}."
     index, masks, computed, reused = {}, {}, 0, 0
-    for r, res, b, f, key, where, mkey in tqdm(latent_plan(reports, model_fingerprint(vae), crop, seed, flips), desc="caching latents", disable=not progress, leave=False):
-        index[where] = key
-        if mkey:   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
-            masks[where] = mkey
-            if not store.valid(mkey): store.put(mkey, {"mask": mask_tensor(r.mask, r.prepared, b, crop, seed, f)}, kind="mask", file=r.file, bucket=list(b), flip=f)
-        if store.valid(key): reused += 1; continue
-        lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]
-        if not torch.isfinite(lat).all(): raise ZImageError(f"the VAE produced NaN/Inf for {r.file}", "use fp32 or bf16 for the VAE (fp16 overflows on some images)")
-        store.put(key, {"latent": lat.float()}, kind="latent", file=r.file, bucket=list(b), flip=f); computed += 1
+    try:
+        for r, res, b, f, key, where, mkey in tqdm(latent_plan(reports, model_fingerprint(vae), crop, seed, flips), desc="caching latents", disable=not progress, leave=False):
+            index[where] = key
+            if mkey:   # no VAE: cheap, its own entry (a new mask does not re-encode the image)
+                masks[where] = mkey
+                if not store.valid(mkey): store.put(mkey, {"mask": mask_tensor(r.mask, r.prepared, b, crop, seed, f)}, kind="mask", file=r.file, bucket=list(b), flip=f)
+            if store.valid(key): reused += 1; continue
+            lat = encode_latents(vae, image_tensor(r.prepared, b, crop, seed, f)[None])[0]
+            if not torch.isfinite(lat).all(): raise ZImageError(f"the VAE produced NaN/Inf for {r.file}", "use fp32 or bf16 for the VAE (fp16 overflows on some images)")
+            store.put(key, {"latent": lat.float()}, kind="latent", file=r.file, bucket=list(b), flip=f); computed += 1
+    finally: store.save()   # the records so far, also on ■ or an error
     return dict(index=index, masks=masks, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb
@@ -144,13 +154,15 @@ def text_keys(prompts:list[str], max_sequence_length:int, fingerprint:str)->dict
 def cache_text(prompts:list[str], tokenizer, text_encoder, store:CacheStore, max_sequence_length:int=512, progress:bool=True)->dict:
     "Encode every distinct prompt not yet cached (the empty prompt always included); an embedding with NaN/Inf is refused, not cached."
     index, computed, reused = text_keys(prompts, max_sequence_length, model_fingerprint(text_encoder)), 0, 0
-    for p, key in tqdm(index.items(), desc="caching text", disable=not progress, leave=False):
-        if store.valid(key): reused += 1; continue
-        emb = encode_prompts(tokenizer, text_encoder, [p], max_sequence_length)[0]
-        if not torch.isfinite(emb).all():
-            raise ZImageError(f"the text encoder produced NaN/Inf for the caption {p[:60]!r} (in {emb.dtype})",
-                              "encode in fp32 or bf16: Qwen models overflow fp16 (quantization.compute fp32 on a card without bf16, or leave it on auto)")
-        store.put(key, {"embeds": emb}, kind="text", prompt=p); computed += 1
+    try:
+        for p, key in tqdm(index.items(), desc="caching text", disable=not progress, leave=False):
+            if store.valid(key): reused += 1; continue
+            emb = encode_prompts(tokenizer, text_encoder, [p], max_sequence_length)[0]
+            if not torch.isfinite(emb).all():
+                raise ZImageError(f"the text encoder produced NaN/Inf for the caption {p[:60]!r} (in {emb.dtype})",
+                                  "encode in fp32 or bf16: Qwen models overflow fp16 (quantization.compute fp32 on a card without bf16, or leave it on auto)")
+            store.put(key, {"embeds": emb}, kind="text", prompt=p); computed += 1
+    finally: store.save()   # the records so far, also on ■ or an error
     return dict(index=index, computed=computed, reused=reused)
 
 # %% ../nbs/06_cache.ipynb

@@ -149,6 +149,7 @@ def diffusers_guidance(cfg_scale:float)->float:
     "diffusers' `ZImagePipeline` guidance_scale for a CFG scale: g = CFG - 1 (pipeline_z_image.py: pos + g·(pos - neg), on when g > 0)."
     return max(0.0, float(cfg_scale) - 1.0)
 
+# %% ../nbs/01_config.ipynb
 def model_calls(steps:int, cfg_scale:float)->int:
     "Transformer evaluations per image: one a step, two with CFG."
     return steps * (2 if diffusers_guidance(cfg_scale) > 0 else 1)
@@ -202,6 +203,7 @@ def run_folder(cfg:ZConfig)->Path:
     "Where a job writes: <output_dir>/<name>, `~` expanded (every stage asks here)."
     return Path(cfg.job.output_dir).expanduser() / cfg.job.name
 
+# %% ../nbs/01_config.ipynb
 def checkpoint_folder(cfg:ZConfig)->Path:
     "Where the rotating checkpoints go: <save.local_dir>/<name> if set, else the run folder's `checkpoints`."
     return Path(cfg.save.local_dir).expanduser() / cfg.job.name if cfg.save.local_dir else run_folder(cfg) / "checkpoints"
@@ -382,6 +384,7 @@ def config_problems(cfg:ZConfig, ready:bool=True)->tuple[list, list]:
     more, warns = _cross_checks(cfg, ready)
     return problems + more, warns
 
+# %% ../nbs/01_config.ipynb
 def validate_config(cfg:ZConfig,      # the config to check
                     ready:bool=True   # ready to train: dataset paths must be set (False while a config is still being written)
                    )->list[str]:      # warnings (allowed, but probably not what you want)
@@ -396,6 +399,7 @@ def config_to_dict(cfg:ZConfig)->dict:
     "The config as plain dicts and lists, in panel order."
     return asdict(cfg)
 
+# %% ../nbs/01_config.ipynb
 def _old_fields(cls, d:dict)->dict:
     "Fields of configs written by earlier versions, read into today's (a copy of `d`)."
     d = dict(d)
@@ -444,6 +448,7 @@ def save_config(cfg:ZConfig,    # the config to write
     "Write `cfg` as YAML."
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
 
+# %% ../nbs/01_config.ipynb
 def load_config(path:str|Path # a YAML file written by `save_config` or by hand (any text encoding)
                )->ZConfig:
     "Read a config from YAML (missing fields take their defaults)."

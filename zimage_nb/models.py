@@ -107,9 +107,10 @@ def tiny_model_folder(folder:str|Path=None, # where to write it (default: ~/.cac
     kind = f"-turbo{TINY_TURBO_VERSION}" if turbo else ""
     folder = Path(folder or Path.home() / ".cache" / "zimage_nb" / f"tiny-{seed}-v{TINY_VERSION}{kind}-tf{tf}")
     if (folder / "model_index.json").exists(): return folder
-    shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a killed run
     with atomic_folder(folder) as tmp:
         tiny_pipeline(seed, turbo=turbo).save_pretrained(tmp)
+        if not (folder / "model_index.json").exists():   # a half-written folder from an older version; one another process
+            shutil.rmtree(folder, ignore_errors=True)     # finished meanwhile has model_index.json and is kept
     return folder
 
 # %% ../nbs/04_models.ipynb

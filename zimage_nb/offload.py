@@ -111,11 +111,6 @@ def _forward_4bit(self, x:torch.Tensor)->torch.Tensor:
     return _Matmul4bit.apply(x, self.weight, bias, _qs_meta(qs), *_qs_tensors(qs).values()).to(dtype)
 
 # %% ../nbs/07b_offload.ipynb
-def _in_backward()->bool:
-    "Is autograd's engine running (a checkpoint recompute, rather than a forward pass)?"
-    f = getattr(torch._C, "_current_graph_task_id", None)
-    return f is not None and f() != -1
-
 class BlockOffload:
     "Keep a transformer's blocks in host memory and bring each to `device` just before it runs."
     def __init__(self, model:nn.Module,   # a Z-Image transformer (bf16, nf4 or int8 blocks), adapters attached
@@ -141,76 +136,101 @@ class BlockOffload:
         for m in self._patched: m.forward = _forward_4bit.__get__(m)
         if self.cuda: torch.cuda.empty_cache()
 
-    def _move_rest(self, keep_ids:set):
-        "Everything that is not an offloaded block tensor goes to the device (once)."
-        offloaded = {id(p) for b in self.blocks for _, p in b.params}
-        for p in self.model.parameters():
-            if id(p) not in offloaded and p.device != self.device: p.data = p.data.to(self.device)
-        held = {id(b.host[k]) for b in self.blocks for k, _, _ in b.buffers}
-        for mod in self.model.modules():
-            for name, buf in list(mod._buffers.items()):
-                if buf is not None and id(buf) not in held and buf.device != self.device: mod._buffers[name] = buf.to(self.device)
-
     def _hook(self, b:_Block):
         def pre(module, args): self.before(b)
         return pre
-
-    def before(self, b:_Block):
-        "Make `b` resident (waiting for its copy), keep the `resident` most recent blocks, start copying the next."
-        backward = _in_backward()
-        if b.ready is not None: torch.cuda.current_stream(self.device).wait_event(b.ready); b.ready = None
-        if not b.on_device: self.misses += 1; self._load(b, side=False)
-        self._lru.move_to_end(b.index)
-        for i in list(self._lru)[:-self.resident]: self._evict(self.blocks[i])
-        nxt = b.index - 1 if backward else b.index + 1
-        if self.prefetch and 0 <= nxt < len(self.blocks) and not self.blocks[nxt].on_device: self._load(self.blocks[nxt], side=True)
-        if self.trace is not None: self.trace.append(("recompute" if backward else "forward", b.name, len(self._lru)))
-
-    def _load(self, b:_Block, side:bool):
-        "Copy `b` to the device and bind it there (on the side stream: asynchronously, with an event to wait for)."
-        self.copying = True
-        try:
-            if self.cuda:
-                compute = torch.cuda.current_stream(self.device)
-                stream = self.stream if side and self.stream is not None else compute
-                with torch.cuda.stream(stream): dev = {k: h.to(self.device, non_blocking=True) for k, h in b.host.items()}
-                if stream is not compute:
-                    for t in dev.values(): t.record_stream(compute)
-                    b.ready = torch.cuda.Event(); b.ready.record(stream)
-            else: dev = {k: h.clone() for k, h in b.host.items()}
-        finally: self.copying = False
-        b.bind(dev); b.on_device = True
-        self._lru[b.index] = None; self._lru.move_to_end(b.index)
-        self.loads += 1; self.bytes_moved += b.nbytes; self.max_resident = max(self.max_resident, len(self._lru))
 
     def _evict(self, b:_Block):
         "Bind `b` to its host copies; its device copies are freed."
         b.bind(b.host); b.on_device, b.ready = False, None; self._lru.pop(b.index, None)
 
-    def evict_all(self):
-        "Send every block back to host memory."
-        for b in self.blocks:
-            if b.on_device: self._evict(b)
+# %% ../nbs/07b_offload.ipynb
+def _move_rest(self:BlockOffload, keep_ids:set):
+    "Everything that is not an offloaded block tensor goes to the device (once)."
+    offloaded = {id(p) for b in self.blocks for _, p in b.params}
+    for p in self.model.parameters():
+        if id(p) not in offloaded and p.device != self.device: p.data = p.data.to(self.device)
+    held = {id(b.host[k]) for b in self.blocks for k, _, _ in b.buffers}
+    for mod in self.model.modules():
+        for name, buf in list(mod._buffers.items()):
+            if buf is not None and id(buf) not in held and buf.device != self.device: mod._buffers[name] = buf.to(self.device)
+BlockOffload._move_rest = _move_rest
 
-    def resident_bytes(self)->int: return sum(b.nbytes for b in self.blocks if b.on_device)
-    def host_bytes(self)->int: return sum(b.nbytes for b in self.blocks)
-    def host_ptrs(self)->set: return {t.untyped_storage().data_ptr() for b in self.blocks for t in b.host.values() if t.nbytes}
+# %% ../nbs/07b_offload.ipynb
+def _load(self:BlockOffload, b:_Block, side:bool):
+    "Copy `b` to the device and bind it there (on the side stream: asynchronously, with an event to wait for)."
+    self.copying = True
+    try:
+        if self.cuda:
+            compute = torch.cuda.current_stream(self.device)
+            stream = self.stream if side and self.stream is not None else compute
+            with torch.cuda.stream(stream): dev = {k: h.to(self.device, non_blocking=True) for k, h in b.host.items()}
+            if stream is not compute:
+                for t in dev.values(): t.record_stream(compute)
+                b.ready = torch.cuda.Event(); b.ready.record(stream)
+        else: dev = {k: h.clone() for k, h in b.host.items()}
+    finally: self.copying = False
+    b.bind(dev); b.on_device = True
+    self._lru[b.index] = None; self._lru.move_to_end(b.index)
+    self.loads += 1; self.bytes_moved += b.nbytes; self.max_resident = max(self.max_resident, len(self._lru))
+BlockOffload._load = _load
 
-    def stats(self)->dict:
-        "Copies so far: block loads, misses (a block that was not copied in ahead), bytes moved, most blocks resident at once."
-        return dict(loads=self.loads, misses=self.misses, bytes_moved=self.bytes_moved, max_resident=self.max_resident,
-                    host_bytes=self.host_bytes(), resident=self.resident, prefetch=self.prefetch, blocks=len(self.blocks))
+# %% ../nbs/07b_offload.ipynb
+def _in_backward()->bool:
+    "Is autograd's engine running (a checkpoint recompute, rather than a forward pass)?"
+    f = getattr(torch._C, "_current_graph_task_id", None)
+    return f is not None and f() != -1
 
-    def remove(self, to_device:bool=True):
-        "Unhook; with `to_device`, every block is copied back to the device for good."
-        for h in self._handles: h.remove()
-        for m in self._patched: del m.forward         # back to Linear4bit.forward
-        self._handles, self._patched = [], []
-        for b in self.blocks:
-            if to_device and not b.on_device: self._load(b, side=False)
-            b.ready = None
-        if not to_device: self.evict_all()
-        self._lru.clear()
+def _before(self:BlockOffload, b:_Block):
+    "Make `b` resident (waiting for its copy), keep the `resident` most recent blocks, start copying the next."
+    backward = _in_backward()
+    if b.ready is not None: torch.cuda.current_stream(self.device).wait_event(b.ready); b.ready = None
+    if not b.on_device: self.misses += 1; self._load(b, side=False)
+    self._lru.move_to_end(b.index)
+    for i in list(self._lru)[:-self.resident]: self._evict(self.blocks[i])
+    nxt = b.index - 1 if backward else b.index + 1
+    if self.prefetch and 0 <= nxt < len(self.blocks) and not self.blocks[nxt].on_device: self._load(self.blocks[nxt], side=True)
+    if self.trace is not None: self.trace.append(("recompute" if backward else "forward", b.name, len(self._lru)))
+BlockOffload.before = _before
+
+# %% ../nbs/07b_offload.ipynb
+def _resident_bytes(self:BlockOffload)->int: return sum(b.nbytes for b in self.blocks if b.on_device)
+BlockOffload.resident_bytes = _resident_bytes
+
+# %% ../nbs/07b_offload.ipynb
+def _host_bytes(self:BlockOffload)->int: return sum(b.nbytes for b in self.blocks)
+BlockOffload.host_bytes = _host_bytes
+
+# %% ../nbs/07b_offload.ipynb
+def _host_ptrs(self:BlockOffload)->set: return {t.untyped_storage().data_ptr() for b in self.blocks for t in b.host.values() if t.nbytes}
+BlockOffload.host_ptrs = _host_ptrs
+
+# %% ../nbs/07b_offload.ipynb
+def _stats(self:BlockOffload)->dict:
+    "Copies so far: block loads, misses (a block that was not copied in ahead), bytes moved, most blocks resident at once."
+    return dict(loads=self.loads, misses=self.misses, bytes_moved=self.bytes_moved, max_resident=self.max_resident,
+                host_bytes=self.host_bytes(), resident=self.resident, prefetch=self.prefetch, blocks=len(self.blocks))
+BlockOffload.stats = _stats
+
+# %% ../nbs/07b_offload.ipynb
+def _evict_all(self:BlockOffload):
+    "Send every block back to host memory."
+    for b in self.blocks:
+        if b.on_device: self._evict(b)
+BlockOffload.evict_all = _evict_all
+
+# %% ../nbs/07b_offload.ipynb
+def _remove(self:BlockOffload, to_device:bool=True):
+    "Unhook; with `to_device`, every block is copied back to the device for good."
+    for h in self._handles: h.remove()
+    for m in self._patched: del m.forward         # back to Linear4bit.forward
+    self._handles, self._patched = [], []
+    for b in self.blocks:
+        if to_device and not b.on_device: self._load(b, side=False)
+        b.ready = None
+    if not to_device: self.evict_all()
+    self._lru.clear()
+BlockOffload.remove = _remove
 
 # %% ../nbs/07b_offload.ipynb
 class OffloadCheck(TorchDispatchMode):

@@ -20,6 +20,7 @@ __all__ = ['IPYWIDGETS_8', 'in_colab', 'field_widget', 'shown_value', 'parse_val
 # %% ../nbs/11_panels.ipynb
 def _numbers(default)->bool: return bool(default) and all(isinstance(x, (int, float)) for x in default)
 
+# %% ../nbs/11_panels.ipynb
 def field_widget(row:dict, value)->W.Widget:
     "The input widget for one config field (schema row), showing `value`."
     kw = {_TIP: row["help"], "layout": W.Layout(width="320px")}
@@ -32,11 +33,13 @@ def field_widget(row:dict, value)->W.Widget:
         return W.Textarea(value="\n".join(str(x) for x in value), placeholder="one per line", layout=W.Layout(width="420px", height="70px"))
     return W.Text(value=str(value), **kw)
 
+# %% ../nbs/11_panels.ipynb
 def shown_value(row:dict, value):
     "What the widget of `row` holds for `value`."
     if row["type"] == "list": return ", ".join(str(x) for x in value) if _numbers(row["default"]) else "\n".join(str(x) for x in value)
     return value
 
+# %% ../nbs/11_panels.ipynb
 def parse_value(row:dict, shown, path:str=None):
     "The config value for what a widget holds."
     if row["type"] != "list": return shown
@@ -77,11 +80,10 @@ def messages_html(problems:list, # (field path, message) pairs
     return "".join(lines) or "<div style='color:#393'>&#10003; settings are valid</div>"
 
 # %% ../nbs/11_panels.ipynb
-def estimate_html(cfg:ZConfig, hardware=None)->str: # a HardwareProfile (default: detected); without a CUDA GPU, a T4, an L4 and an A100 are estimated
+def estimate_html(cfg:ZConfig, hardware)->str: # a HardwareProfile (`detect_hardware()`); without a CUDA GPU, a T4, an L4 and an A100 are estimated
     "The planner's verdict for `cfg` as the panels show it: memory, time and what to change for each GPU, and the run's time against the session limits."
-    from zimage_nb.hardware import detect_hardware, KNOWN_GPUS
+    from zimage_nb.hardware import KNOWN_GPUS
     from zimage_nb.planner import estimate_training, calibration_note, time_budget, session_platform
-    if hardware is None: hardware = detect_hardware()
     gpus = [hardware] if hardware.device == "cuda" else [KNOWN_GPUS[k] for k in ("T4", "L4", "A100")]
     rows = []
     for g in gpus:
@@ -111,28 +113,6 @@ class ConfigPanels:
         self.tabs = TabBar()
         self._build(); self.check()
 
-    def _field(self, path:str, row:dict, value)->W.Widget:
-        w = field_widget(row, value)
-        w.observe(lambda ch, p=path, r=row: self._changed(p, r, ch["new"]), "value")
-        self.widgets[path] = w
-        return W.HBox([W.Label(row["name"], layout=W.Layout(width="170px")), w,
-                       W.HTML(f"<span style='color:#666;font-size:85%'>{html.escape(row['help'])}</span>")])
-
-    def _build(self):
-        self.widgets = {}
-        boxes = []
-        for panel in PANELS:
-            if panel == "datasets":
-                parts = []
-                for i, d in enumerate(self.cfg.datasets):
-                    fields = [self._field(f"datasets.{i}.{r['name']}", r, getattr(d, r["name"])) for r in self.rows.values() if r["panel"] == "datasets"]
-                    parts.append(W.VBox([W.HTML(f"<b>dataset {i}</b>"), *fields]))
-                boxes.append(W.VBox(parts + [self.add_dataset]))
-            else:
-                obj = getattr(self.cfg, panel)
-                boxes.append(W.VBox([self._field(p, r, getattr(obj, r["name"])) for p, r in self.rows.items() if r["panel"] == panel]))
-        self.tabs.set_pages(boxes, [p.capitalize() for p in PANELS])
-
     def _row(self, path:str)->dict: return self.rows[path if not path.startswith("datasets.") else "datasets." + path.split(".")[-1]]
 
     def _changed(self, path:str, row:dict, shown):
@@ -141,60 +121,18 @@ class ConfigPanels:
         except ZImageError as e: self._show([(path, str(e).split(": ", 1)[-1])], []); return
         self.check()
 
-    def set(self, path:str, value):
-        "Change a field through its widget, as a user would (value in the field's type)."
-        self.widgets[path].value = shown_value(self._row(path), value)
-
-    def refresh(self):
-        "Show the current `cfg` in the widgets (after changing it in code)."
-        self._syncing = True
-        try:
-            if len(self.cfg.datasets) != sum(k.startswith("datasets.") and k.endswith(".path") for k in self.widgets): self._build()
-            self.preset.value = self.cfg.preset
-            for path, w in self.widgets.items():
-                *parents, last = path.split(".")
-                obj = self.cfg
-                for p in parents: obj = obj[int(p)] if isinstance(obj, list) else getattr(obj, p)
-                w.value = shown_value(self._row(path), getattr(obj, last))
-        finally: self._syncing = False
-        self.check()
-
-    def load_preset(self, name:str):
-        "Switch to a preset, keeping the job and the datasets."
-        keep = copy.deepcopy((self.cfg.job, self.cfg.datasets))
-        self.cfg = preset(name); self.cfg.job, self.cfg.datasets = keep
-        self.refresh()
-
-    def apply_hardware(self, platform:str=None): # a SESSION_LIMITS key (default: where this runs)
-        "Apply the hardware suggestions (detected GPU unless one was given); on Colab and Kaggle also what makes the run fit one session."
-        from zimage_nb.hardware import detect_hardware
-        from zimage_nb.planner import suggest_settings, fit_session, session_platform
-        hw = self.hardware or detect_hardware()
-        for s in suggest_settings(hw, self.cfg): set_path(self.cfg, s.path, s.value)
-        fit = fit_session(self.cfg, hw, platform or session_platform()) if hw.device == "cuda" else []
-        for s in fit: set_path(self.cfg, s.path, s.value)
-        self.refresh()
-        self.messages.value += f"<div>applied the suggestions for {html.escape(str(hw))}</div>" + "".join(f"<div>{html.escape(s.path)} = {html.escape(repr(s.value))}: {html.escape(s.why)}</div>" for s in fit)
-
     def _add_dataset(self):
         self.cfg.datasets.append(DatasetConfig(is_regularization=True)); self._build(); self.refresh()
 
-    def check(self)->list:
-        "Validate the config; list problems and warnings under the panels and outline the bad widgets."
-        try:
-            with warnings.catch_warnings(record=True):
-                warnings.simplefilter("always"); warns = validate_config(self.cfg)
-            self._show([], warns)
-        except ConfigError as e: self._show(e.problems, [])
-        if any(not p.endswith(".path") for p, _ in self.problems): self.estimate.value = ""   # no estimate for an invalid config (a stale one would mislead)
-        else: self._estimate()                                                               # an empty dataset path does not change it
-        return self.problems
-
     def _estimate(self):
         "The planner's verdict for this config on this GPU (or on T4, L4 and A100 when there is none)."
+        self.estimate.value = estimate_html(self.cfg, self._hardware())
+
+    def _hardware(self):
+        "The GPU the panels plan for: the one given, else the one detected (once)."
         from zimage_nb.hardware import detect_hardware
         if self.hardware is None: self.hardware = detect_hardware()
-        self.estimate.value = estimate_html(self.cfg, self.hardware)
+        return self.hardware
 
     def _show(self, problems:list, warns:list):
         self.problems = problems
@@ -202,16 +140,99 @@ class ConfigPanels:
         for path, w in self.widgets.items(): w.layout.border = "2px solid #d33" if path in bad else ""
         self.messages.value = messages_html(problems, warns)
 
-    def widget(self)->W.Widget:
-        "Everything in one box."
-        from zimage_nb.hardware import versions_line, version_problems
-        probs = "".join(f"<div style='color:#d33'>&#10007; {html.escape(w)}: {html.escape(f)}</div>" for w, f in version_problems())
-        env = W.HTML(f"<div style='font-size:85%;color:#666'>{html.escape(versions_line())}</div>{probs}")
-        return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages, self.estimate, env])
-
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget())
+
+# %% ../nbs/11_panels.ipynb
+def _field(self:ConfigPanels, path:str, row:dict, value)->W.Widget:
+    w = field_widget(row, value)
+    w.observe(lambda ch, p=path, r=row: self._changed(p, r, ch["new"]), "value")
+    self.widgets[path] = w
+    return W.HBox([W.Label(row["name"], layout=W.Layout(width="170px")), w,
+                   W.HTML(f"<span style='color:#666;font-size:85%'>{html.escape(row['help'])}</span>")])
+ConfigPanels._field = _field
+
+# %% ../nbs/11_panels.ipynb
+def _build(self:ConfigPanels):
+    self.widgets = {}
+    boxes = []
+    for panel in PANELS:
+        if panel == "datasets":
+            parts = []
+            for i, d in enumerate(self.cfg.datasets):
+                fields = [self._field(f"datasets.{i}.{r['name']}", r, getattr(d, r["name"])) for r in self.rows.values() if r["panel"] == "datasets"]
+                parts.append(W.VBox([W.HTML(f"<b>dataset {i}</b>"), *fields]))
+            boxes.append(W.VBox(parts + [self.add_dataset]))
+        else:
+            obj = getattr(self.cfg, panel)
+            boxes.append(W.VBox([self._field(p, r, getattr(obj, r["name"])) for p, r in self.rows.items() if r["panel"] == panel]))
+    self.tabs.set_pages(boxes, [p.capitalize() for p in PANELS])
+ConfigPanels._build = _build
+
+# %% ../nbs/11_panels.ipynb
+def _panels_check(self:ConfigPanels)->list:
+    "Validate the config; list problems and warnings under the panels and outline the bad widgets."
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always"); warns = validate_config(self.cfg)
+        self._show([], warns)
+    except ConfigError as e: self._show(e.problems, [])
+    if any(not p.endswith(".path") for p, _ in self.problems): self.estimate.value = ""   # no estimate for an invalid config (a stale one would mislead)
+    else: self._estimate()                                                               # an empty dataset path does not change it
+    return self.problems
+ConfigPanels.check = _panels_check
+
+# %% ../nbs/11_panels.ipynb
+def _set(self:ConfigPanels, path:str, value):
+    "Change a field through its widget, as a user would (value in the field's type)."
+    self.widgets[path].value = shown_value(self._row(path), value)
+ConfigPanels.set = _set
+
+# %% ../nbs/11_panels.ipynb
+def _refresh(self:ConfigPanels):
+    "Show the current `cfg` in the widgets (after changing it in code)."
+    self._syncing = True
+    try:
+        if len(self.cfg.datasets) != sum(k.startswith("datasets.") and k.endswith(".path") for k in self.widgets): self._build()
+        self.preset.value = self.cfg.preset
+        for path, w in self.widgets.items():
+            *parents, last = path.split(".")
+            obj = self.cfg
+            for p in parents: obj = obj[int(p)] if isinstance(obj, list) else getattr(obj, p)
+            w.value = shown_value(self._row(path), getattr(obj, last))
+    finally: self._syncing = False
+    self.check()
+ConfigPanels.refresh = _refresh
+
+# %% ../nbs/11_panels.ipynb
+def _load_preset(self:ConfigPanels, name:str):
+    "Switch to a preset, keeping the job and the datasets."
+    keep = copy.deepcopy((self.cfg.job, self.cfg.datasets))
+    self.cfg = preset(name); self.cfg.job, self.cfg.datasets = keep
+    self.refresh()
+ConfigPanels.load_preset = _load_preset
+
+# %% ../nbs/11_panels.ipynb
+def _apply_hardware(self:ConfigPanels, platform:str=None): # a SESSION_LIMITS key (default: where this runs)
+    "Apply the hardware suggestions (detected GPU unless one was given); on Colab and Kaggle also what makes the run fit one session."
+    from zimage_nb.planner import suggest_settings, fit_session, session_platform
+    hw = self._hardware()
+    for s in suggest_settings(hw, self.cfg): set_path(self.cfg, s.path, s.value)
+    fit = fit_session(self.cfg, hw, platform or session_platform()) if hw.device == "cuda" else []
+    for s in fit: set_path(self.cfg, s.path, s.value)
+    self.refresh()
+    self.messages.value += f"<div>applied the suggestions for {html.escape(str(hw))}</div>" + "".join(f"<div>{html.escape(s.path)} = {html.escape(repr(s.value))}: {html.escape(s.why)}</div>" for s in fit)
+ConfigPanels.apply_hardware = _apply_hardware
+
+# %% ../nbs/11_panels.ipynb
+def _panels_widget(self:ConfigPanels)->W.Widget:
+    "Everything in one box."
+    from zimage_nb.hardware import versions_line, version_problems
+    probs = "".join(f"<div style='color:#d33'>&#10007; {html.escape(w)}: {html.escape(f)}</div>" for w, f in version_problems())
+    env = W.HTML(f"<div style='font-size:85%;color:#666'>{html.escape(versions_line())}</div>{probs}")
+    return W.VBox([W.HBox([self.preset, self.suggest]), self.tabs, self.messages, self.estimate, env])
+ConfigPanels.widget = _panels_widget
 
 # %% ../nbs/11_panels.ipynb
 import io, threading
@@ -244,78 +265,88 @@ class RunPanel:
         self.losses, self.val, self.result, self.error, self.thread, self._stop = [], [], None, None, None, threading.Event()
         self.training = False   # steps are running (or the workers have started): ■ then asks for a stop after the step
 
-    def _event(self, e:dict):
-        if e["event"] in ("step", "launched"): self.training = True
-        if e["event"] == "step":
-            self.losses.append(e["loss"]); self.bar.value = e["step"]
-            if "val_loss" in e: self.val.append((e["step"], e["val_loss"]))
-            t = e["time"] / max(1, len(self.losses))
-            self.status.value = f"step {e['step']}/{self.bar.max} · loss {e['loss']:.4f}{f' · validation {self.val[-1][1]:.4f}' if self.val else ''} · lr {e['lr']:.1e} · {t:.2f} s/step · ETA {t * (self.bar.max - e['step']) / 60:.1f} min"
-            if len(self.losses) % 5 == 0 or e["step"] == self.bar.max or "val_loss" in e: self.plot.value = loss_plot_png([x for x in self.losses if x == x], val=self.val)
-        elif e["event"] == "sample" and e.get("path"): self.sample.value = open(e["path"], "rb").read()
-        elif e["event"] == "checkpoint": self.status.value += f" · checkpoint {e['path'].rsplit('/', 1)[-1]}"
-
-    def _run(self, progress:bool=False):
-        from zimage_nb.train import train
-        cfg = copy.deepcopy(self.panels.cfg)
-        try:
-            if cfg.advanced.num_processes > 1:          # several GPUs: workers started by torchrun; their output goes to the cell
-                from zimage_nb.launch import launch_training
-                self.result = launch_training(cfg, stop=self._stop, callbacks=[self._event], work=self.work, progress=progress)
-            else: self.result = train(cfg, work=self.work, callbacks=[self._event], stop=self._stop, progress=progress)
-            done = self.result["lora"]
-            self.status.value = f"<b>done</b>: {html.escape(str(done))}" if done else f"<b>stopped</b> at step {self.result['steps']}: checkpoint saved; Start resumes"
-        except Exception as e:   # shown in the panel; the panels stay usable
-            self.error = e
-            self.status.value = f"<span style='color:#d33'><b>error</b>: {html.escape(str(e))}</span>"
-        finally:
-            self.start_button.disabled, self.stop_button.disabled = False, True
-
-    def start(self, wait:bool=False): # train in this cell until the run ends (the quickstarts' way; scripts, tests)
-        """Validate, then train in a background thread (the Start button). With `wait=True` the cell itself trains, showing
-        downloads and progress bars: ■ ends it at once before training starts, and once it runs stops after the current step (a
-        checkpoint is saved; ■ twice: at once); an error stops the cell, so "Run all" does not go on without a LoRA."""
-        if problems := self.panels.check():
-            self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"
-            if wait: raise ConfigError(problems)
-            return
-        self._stop.clear(); self.losses, self.val, self.result, self.error, self.training = [], [], None, None, False
-        self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
-        self.start_button.disabled, self.stop_button.disabled = True, False
-        self.status.value = "preparing datasets and caches, loading the model..."
-        if not wait:
-            self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start(); return
-        # The cell trains in the kernel's main thread, where ■ arrives (a thread would miss it and train on). A busy kernel does
-        # not handle widget clicks (ipython/ipykernel issue 65), so the Stop button says what works instead.
-        self.stop_button.disabled, self.stop_button.description = True, "Stop: press ■"
-        setattr(self.stop_button, _TIP, "this cell is busy training, so the button cannot be clicked: interrupt the kernel (■) to stop after the current step")
-        from zimage_nb.launch import interrupt_as_stop
-        try:
-            with interrupt_as_stop(self._stop, lambda: self.training): self._run(progress=True)
-        except KeyboardInterrupt:
-            self.status.value = "<b>interrupted</b>" + (" (the checkpoint saved last is kept; Start resumes it)" if self.training else " before training started; Start begins again")
-            raise
-        finally: self.stop_button.description = "Stop"; setattr(self.stop_button, _TIP, ""); self.start_button.disabled, self.stop_button.disabled = False, True
-        if self.error: raise self.error
-
-    def require_result(self)->dict:
-        "The finished run's result; else an error that says why there is none (a later cell must not silently do nothing)."
-        if self.thread is not None and self.thread.is_alive():   # started with the Start button, still training
-            raise ZImageError("training is still running in the background", "wait until the panel says done (or train with run.start(wait=True)), then run this cell again")
-        if self.error is not None: raise ZImageError(f"training stopped with an error: {self.error}", "fix what it names and run the train cell again: training resumes from the last checkpoint")
-        if not self.result: raise ZImageError("no training has finished in this session (run.result is None)", "run the train cell first (run.start(wait=True)); it resumes from the last checkpoint")
-        return self.result
-
-    def stop(self):
-        "Stop after the current step (a checkpoint is saved)."
-        self._stop.set(); self.stop_button.disabled = True; self.status.value += " · stopping after this step..."
-
     def widget(self)->W.Widget:
         return W.VBox([W.HBox([self.start_button, self.stop_button, self.bar]), self.status, W.HBox([self.plot, self.sample])])
 
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget())
+
+# %% ../nbs/11_panels.ipynb
+def _event(self:RunPanel, e:dict):
+    if e["event"] in ("step", "launched"): self.training = True
+    if e["event"] == "step":
+        self.losses.append(e["loss"]); self.bar.value = e["step"]
+        if "val_loss" in e: self.val.append((e["step"], e["val_loss"]))
+        t = e["time"] / max(1, len(self.losses))
+        self.status.value = f"step {e['step']}/{self.bar.max} · loss {e['loss']:.4f}{f' · validation {self.val[-1][1]:.4f}' if self.val else ''} · lr {e['lr']:.1e} · {t:.2f} s/step · ETA {t * (self.bar.max - e['step']) / 60:.1f} min"
+        if len(self.losses) % 5 == 0 or e["step"] == self.bar.max or "val_loss" in e: self.plot.value = loss_plot_png([x for x in self.losses if x == x], val=self.val)
+    elif e["event"] == "sample" and e.get("path"): self.sample.value = open(e["path"], "rb").read()
+    elif e["event"] == "checkpoint": self.status.value += f" · checkpoint {e['path'].rsplit('/', 1)[-1]}"
+RunPanel._event = _event
+
+# %% ../nbs/11_panels.ipynb
+def _run(self:RunPanel, progress:bool=False):
+    from zimage_nb.train import train
+    cfg = copy.deepcopy(self.panels.cfg)
+    try:
+        if cfg.advanced.num_processes > 1:          # several GPUs: workers started by torchrun; their output goes to the cell
+            from zimage_nb.launch import launch_training
+            self.result = launch_training(cfg, stop=self._stop, callbacks=[self._event], work=self.work, progress=progress)
+        else: self.result = train(cfg, work=self.work, callbacks=[self._event], stop=self._stop, progress=progress)
+        done = self.result["lora"]
+        self.status.value = f"<b>done</b>: {html.escape(str(done))}" if done else f"<b>stopped</b> at step {self.result['steps']}: checkpoint saved; Start resumes"
+    except Exception as e:   # shown in the panel; the panels stay usable
+        self.error = e
+        self.status.value = f"<span style='color:#d33'><b>error</b>: {html.escape(str(e))}</span>"
+    finally:
+        self.start_button.disabled, self.stop_button.disabled = False, True
+RunPanel._run = _run
+
+# %% ../nbs/11_panels.ipynb
+def _start(self:RunPanel, wait:bool=False): # train in this cell until the run ends (the quickstarts' way; scripts, tests)
+    """Validate, then train in a background thread (the Start button). With `wait=True` the cell itself trains, showing
+    downloads and progress bars: ■ ends it at once before training starts, and once it runs stops after the current step (a
+    checkpoint is saved; ■ twice: at once); an error stops the cell, so "Run all" does not go on without a LoRA."""
+    if problems := self.panels.check():
+        self.status.value = "<span style='color:#d33'>fix the settings listed above first</span>"
+        if wait: raise ConfigError(problems)
+        return
+    self._stop.clear(); self.losses, self.val, self.result, self.error, self.training = [], [], None, None, False
+    self.bar.max, self.bar.value = self.panels.cfg.training.steps, 0
+    self.start_button.disabled, self.stop_button.disabled = True, False
+    self.status.value = "preparing datasets and caches, loading the model..."
+    if not wait:
+        self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start(); return
+    # The cell trains in the kernel's main thread, where ■ arrives (a thread would miss it and train on). A busy kernel does
+    # not handle widget clicks (ipython/ipykernel issue 65), so the Stop button says what works instead.
+    self.stop_button.disabled, self.stop_button.description = True, "Stop: press ■"
+    setattr(self.stop_button, _TIP, "this cell is busy training, so the button cannot be clicked: interrupt the kernel (■) to stop after the current step")
+    from zimage_nb.launch import interrupt_as_stop
+    try:
+        with interrupt_as_stop(self._stop, lambda: self.training): self._run(progress=True)
+    except KeyboardInterrupt:
+        self.status.value = "<b>interrupted</b>" + (" (the checkpoint saved last is kept; Start resumes it)" if self.training else " before training started; Start begins again")
+        raise
+    finally: self.stop_button.description = "Stop"; setattr(self.stop_button, _TIP, ""); self.start_button.disabled, self.stop_button.disabled = False, True
+    if self.error: raise self.error
+RunPanel.start = _start
+
+# %% ../nbs/11_panels.ipynb
+def _require_result(self:RunPanel)->dict:
+    "The finished run's result; else an error that says why there is none (a later cell must not silently do nothing)."
+    if self.thread is not None and self.thread.is_alive():   # started with the Start button, still training
+        raise ZImageError("training is still running in the background", "wait until the panel says done (or train with run.start(wait=True)), then run this cell again")
+    if self.error is not None: raise ZImageError(f"training stopped with an error: {self.error}", "fix what it names and run the train cell again: training resumes from the last checkpoint")
+    if not self.result: raise ZImageError("no training has finished in this session (run.result is None)", "run the train cell first (run.start(wait=True)); it resumes from the last checkpoint")
+    return self.result
+RunPanel.require_result = _require_result
+
+# %% ../nbs/11_panels.ipynb
+def _stop_run(self:RunPanel):
+    "Stop after the current step (a checkpoint is saved)."
+    self._stop.set(); self.stop_button.disabled = True; self.status.value += " · stopping after this step..."
+RunPanel.stop = _stop_run
 
 # %% ../nbs/11_panels.ipynb
 class DatasetPanel:
@@ -344,68 +375,78 @@ class DatasetPanel:
     @property
     def dataset(self): return self.panels.cfg.datasets[self.i]
 
-    def take_upload(self, value): # FileUpload .value (ipywidgets 7 or 8), or google.colab.files.upload()'s {name: bytes}
-        "Unpack an upload and point the dataset at it; files that arrived incomplete are named in the report."
-        from zimage_nb.data import unpack_upload
-        if not value: return
-        from zimage_nb.data import unpack_report
-        try: folder = unpack_upload(value, self.work / "uploads")
-        except ZImageError as e: self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
-        self.panels.set(f"datasets.{self.i}.path", str(folder))
-        rep = self.check()
-        short = [f"<div style='color:#d33'>&#10007; {html.escape(n)}: {html.escape(why)}</div>" for n, why in unpack_report(folder)[0] if why.startswith("arrived incomplete")]
-        self.report.value += "".join(short)
-        return rep
-
-    def check(self):
-        "Run the validation (prepared copies go to the work folder) and show the report and a preview."
-        from zimage_nb.data import prepare_config_dataset, preview_grid, IMAGE_EXTS, source_folder
-        d, cfg = self.dataset, self.panels.cfg
-        try:
-            rep = prepare_config_dataset(cfg, self.i, self.work, progress=False)
-        except ZImageError as e:
-            self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
-        self.last = rep
-        self.report.value = f"<pre>{html.escape(rep.summary())}</pre>"
-        if rep.usable:
-            import matplotlib.pyplot as plt
-            fig = preview_grid(rep, n=8); buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=60); plt.close(fig); self.preview.value = buf.getvalue()
-        folder = source_folder(d.path, self.work)
-        self.folder = folder
-        self.image_pick.options = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        return rep
-
-    def caption_missing(self, model=None, **kw):
-        "Caption the images without a caption (advanced.caption_model, or `model`), then show the new captions."
-        from zimage_nb.caption import caption_dataset
-        self.auto.disabled = True; self.report.value += "<div>captioning... (the first run downloads the captioner)</div>"
-        try: rep = caption_dataset(self.panels.cfg, self.i, self.work, style=self.style.value, model=model, progress=False, **kw)
-        except ZImageError as e: self.report.value += f"<div style='color:#d33'>{html.escape(str(e))}</div>"; return None
-        finally: self.auto.disabled = False
-        self.check(); self._show_caption()
-        self.report.value += f"<div>{html.escape(rep.summary())}</div>"
-        return rep
-
     def _show_caption(self):
         from zimage_nb.data import read_caption
         if self.image_pick.value: self.caption.value = read_caption(self.folder / self.image_pick.value) or ""
 
-    def write_caption(self):
-        "Write the caption box to the picked image's sidecar .txt."
-        from zimage_nb.core import atomic_write_text
-        p = (self.folder / self.image_pick.value).with_suffix(".txt")
-        atomic_write_text(p, self.caption.value.strip() + "\n")
-        self.report.value += f"<div>caption saved: {html.escape(p.name)}</div>"
-        return p
-
-    def widget(self)->W.Widget:
-        self.upload_note.value = ("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>" if in_colab() else
-                                  "<span style='font-size:90%'>At most 10 MB in all through this button: a larger pick never arrives (Jupyter's message limit), and the button "
-                                  "then stays dead until the page is reloaded. More: add the images as a dataset "
-                                  "(Kaggle: <i>+ Add Input</i>) or a folder, and set <code>path</code> to it.</span>")
-        return W.VBox([W.HBox([self.upload_note, self.check_button] if in_colab() else [self.upload, self.check_button, self.upload_note]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
-                       W.HBox([self.style, self.auto])])
-
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget())
+
+# %% ../nbs/11_panels.ipynb
+def _take_upload(self:DatasetPanel, value): # FileUpload .value (ipywidgets 7 or 8), or google.colab.files.upload()'s {name: bytes}
+    "Unpack an upload and point the dataset at it; files that arrived incomplete are named in the report."
+    from zimage_nb.data import unpack_upload
+    if not value: return
+    from zimage_nb.data import unpack_report
+    try: folder = unpack_upload(value, self.work / "uploads")
+    except ZImageError as e: self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
+    self.panels.set(f"datasets.{self.i}.path", str(folder))
+    rep = self.check()
+    short = [f"<div style='color:#d33'>&#10007; {html.escape(n)}: {html.escape(why)}</div>" for n, why in unpack_report(folder)[0] if why.startswith("arrived incomplete")]
+    self.report.value += "".join(short)
+    return rep
+DatasetPanel.take_upload = _take_upload
+
+# %% ../nbs/11_panels.ipynb
+def _dataset_check(self:DatasetPanel):
+    "Run the validation (prepared copies go to the work folder) and show the report and a preview."
+    from zimage_nb.data import prepare_config_dataset, preview_grid, IMAGE_EXTS, source_folder
+    d, cfg = self.dataset, self.panels.cfg
+    try:
+        rep = prepare_config_dataset(cfg, self.i, self.work, progress=False)
+    except ZImageError as e:
+        self.report.value = f"<span style='color:#d33'>{html.escape(str(e))}</span>"; return None
+    self.last = rep
+    self.report.value = f"<pre>{html.escape(rep.summary())}</pre>"
+    if rep.usable:
+        import matplotlib.pyplot as plt
+        fig = preview_grid(rep, n=8); buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=60); plt.close(fig); self.preview.value = buf.getvalue()
+    folder = source_folder(d.path, self.work)
+    self.folder = folder
+    self.image_pick.options = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    return rep
+DatasetPanel.check = _dataset_check
+
+# %% ../nbs/11_panels.ipynb
+def _write_caption(self:DatasetPanel):
+    "Write the caption box to the picked image's sidecar .txt."
+    from zimage_nb.core import atomic_write_text
+    p = (self.folder / self.image_pick.value).with_suffix(".txt")
+    atomic_write_text(p, self.caption.value.strip() + "\n")
+    self.report.value += f"<div>caption saved: {html.escape(p.name)}</div>"
+    return p
+DatasetPanel.write_caption = _write_caption
+
+# %% ../nbs/11_panels.ipynb
+def _caption_missing(self:DatasetPanel, model=None, **kw):
+    "Caption the images without a caption (advanced.caption_model, or `model`), then show the new captions."
+    from zimage_nb.caption import caption_dataset
+    self.auto.disabled = True; self.report.value += "<div>captioning... (the first run downloads the captioner)</div>"
+    try: rep = caption_dataset(self.panels.cfg, self.i, self.work, style=self.style.value, model=model, progress=False, **kw)
+    except ZImageError as e: self.report.value += f"<div style='color:#d33'>{html.escape(str(e))}</div>"; return None
+    finally: self.auto.disabled = False
+    self.check(); self._show_caption()
+    self.report.value += f"<div>{html.escape(rep.summary())}</div>"
+    return rep
+DatasetPanel.caption_missing = _caption_missing
+
+# %% ../nbs/11_panels.ipynb
+def _dataset_widget(self:DatasetPanel)->W.Widget:
+    self.upload_note.value = ("<span style='font-size:90%'>On Colab: run the upload cell below, or put the images in a Drive folder and set <code>path</code>.</span>" if in_colab() else
+                              "<span style='font-size:90%'>At most 10 MB in all through this button: a larger pick never arrives (Jupyter's message limit), and the button "
+                              "then stays dead until the page is reloaded. More: add the images as a dataset "
+                              "(Kaggle: <i>+ Add Input</i>) or a folder, and set <code>path</code> to it.</span>")
+    return W.VBox([W.HBox([self.upload_note, self.check_button] if in_colab() else [self.upload, self.check_button, self.upload_note]), self.report, self.preview, W.HBox([self.image_pick, self.caption, self.save_caption]),
+                   W.HBox([self.style, self.auto])])
+DatasetPanel.widget = _dataset_widget

@@ -139,6 +139,7 @@ def calibration_note(cal:dict=None)->str:
 # %% ../nbs/02b_planner.ipynb
 def _tokens(res:int, caption:int=128)->int: return (res // 16) ** 2 + caption
 
+# %% ../nbs/02b_planner.ipynb
 def activation_bytes(layers:int, # main transformer layers (30)
                      tokens:int, # image + caption tokens of the batch
                      dim:int,    # model width (3840)
@@ -147,7 +148,6 @@ def activation_bytes(layers:int, # main transformer layers (30)
     "Peak bytes of the tensors one training step creates (measured model: linear in layers and tokens)."
     k = ACT_CKPT if checkpointing else ACT_NO_CKPT
     return (k["per_layer"] * layers + k["fixed"]) * tokens * dim * act_b
-
 
 # %% ../nbs/02b_planner.ipynb
 def step_flops(cfg:ZConfig, shape:dict)->float:
@@ -298,6 +298,7 @@ class Suggestion:
     value: object # proposed value
     why: str      # one line for the user
 
+# %% ../nbs/02b_planner.ipynb
 def apply_suggestions(cfg:ZConfig,             # the config to start from (not changed)
                       suggestions:list[Suggestion] # from `suggest_settings`
                      )->ZConfig:
@@ -306,6 +307,7 @@ def apply_suggestions(cfg:ZConfig,             # the config to start from (not c
     for s in suggestions: set_path(cfg, s.path, s.value)
     return cfg
 
+# %% ../nbs/02b_planner.ipynb
 def _offload_why(off:Estimate, on:Estimate, gb:float)->str:
     o = on.offload
     return (f"{off.vram / 2**30:.1f} GiB estimated without it on this {gb:.1f} GiB card, {on.vram / 2**30:.1f} GiB with it; "
@@ -362,6 +364,7 @@ def session_platform()->str:
     if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ: return "colab-free"
     return "local"
 
+# %% ../nbs/02b_planner.ipynb
 DOWNLOAD_BPS = 32e6   # bytes/s: a Colab T4 user downloaded Z-Image-Turbo's 32.6 GB in 39 min (Aaryan-Kapoor/z-image-turbo issue 8)
 LOAD_S = 300.0        # loading and quantizing the transformer, encoding a small dataset, samples: an allowance until a run measures it
 
@@ -379,6 +382,7 @@ def setup_seconds(cfg:ZConfig)->dict:
     return dict(total=b / DOWNLOAD_BPS + LOAD_S, parts=dict(download=b / DOWNLOAD_BPS, load_and_cache=LOAD_S),
                 source=f"estimated: {b / 1e9:.1f} GB to download at {DOWNLOAD_BPS / 1e6:.0f} MB/s, plus {LOAD_S / 60:.0f} min to load and cache")
 
+# %% ../nbs/02b_planner.ipynb
 @dataclass
 class TimeBudget:
     "The run's total GPU time against a platform's session limit."
@@ -394,6 +398,7 @@ class TimeBudget:
         week = f"; {lim['week_hours']:.0f} h a week allows {int(lim['week_hours'] * 3600 // self.total_s)} such runs" if lim.get("week_hours") and self.total_s <= lim["week_hours"] * 3600 else ""
         return f"{head}: needs {self.sessions} sessions ({lim['carry']}){week}. To fit one: " + "; or ".join(self.suggestions)
 
+# %% ../nbs/02b_planner.ipynb
 def time_budget(cfg:ZConfig, est, # the config and its `estimate_training`
                 platform:str=None,  # a SESSION_LIMITS key (default: `session_platform()`)
                 margin:float=0.9)->TimeBudget: # the share of a session planned for training
@@ -450,7 +455,7 @@ def card_cost(cfg:ZConfig, gpu:HardwareProfile|str=None, # a HardwareProfile, a 
     rows = cfg.save.keep + 1 if checkpoints is None else checkpoints
     full = ("final" if cfg.model.variant == "turbo" else "") if full is None else full
     few, slow = model_calls(s.steps, s.cfg_scale), model_calls(**SAMPLING["non-accelerated"])
-    with_lora, again = (2 * subject + context) * seeds, subject * seeds * {"": 0, "final": 1, "all": rows}[full]   # per row: subject, class, context prompts; the subject non-accelerated
+    with_lora, again = (2 * subject + context) * seeds, subject * seeds * {"": 0, "final": 1, "all": rows}[full]   # per row: subject, class, context prompts; the class prompts non-accelerated (one per subject prompt)
     images = 2 * subject * seeds + rows * with_lora + again                            # + the LoRA-off subject and class pictures, once
     calls = 2 * subject * seeds * few + rows * with_lora * few + again * slow
     shape = transformer_shape(TINY_TRANSFORMER if cfg.model.name_or_path == "tiny" else None)
@@ -470,6 +475,7 @@ def row_config(r:dict)->ZConfig:
                   training__caption_dropout=0.0, advanced__train_offload=bool(r.get("offload")), advanced__offload_resident=r.get("resident", 2),
                   advanced__offload_prefetch=r.get("prefetch", True))
 
+# %% ../nbs/02b_planner.ipynb
 def _row_shape(r:dict)->dict|None:
     return None if r.get("layers", 30) == 30 else dict(n_layers=r["layers"])
 

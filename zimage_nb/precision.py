@@ -10,17 +10,9 @@ from .arch import BLOCK_LISTS, in_blocks
 
 
 # %% auto #0
-__all__ = ['FP16_MAX', 'FP16_SCALES', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
+__all__ = ['FP16_SCALES', 'FP16_MAX', 'fp16_scale', 'fp16_safe', 'one_4bit_path']
 
 # %% ../nbs/04b_precision.ipynb
-FP16_MAX = 65504.0
-
-def _clamp(x):
-    if isinstance(x, torch.Tensor) and x.dtype == torch.float16:
-        return torch.nan_to_num(x, nan=0.0, posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX)
-    if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
-    return x
-
 FP16_SCALES = {"attention": 1 / 16, "feed_forward": 1 / 32}   # powers of two: scaling by them is exact in floating point
 
 class _Undo:
@@ -49,6 +41,15 @@ def fp16_scale(transformer, scales:dict=None)->list:
             handles.append(_Undo(lambda ff=b.feed_forward: ff.__dict__.pop("_forward_silu_gating", None)))
             handles.append(_scale_norm(b.ffn_norm2, sf))
     return handles
+
+# %% ../nbs/04b_precision.ipynb
+FP16_MAX = 65504.0
+
+def _clamp(x):
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float16:
+        return torch.nan_to_num(x, nan=0.0, posinf=FP16_MAX, neginf=-FP16_MAX).clamp(-FP16_MAX, FP16_MAX)
+    if isinstance(x, tuple): return tuple(_clamp(t) for t in x)
+    return x
 
 _FP16_HOOKED = weakref.WeakKeyDictionary()   # transformer -> the handles `fp16_safe` installed on it
 

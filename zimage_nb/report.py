@@ -140,14 +140,13 @@ def sharpness(img)->float:  # a PIL image
 
 
 # %% ../nbs/09b_report.ipynb
-KEEP_MIN = 0.85   # "what the base keeps" at or above this: the LoRA left the class prompts' pictures mostly as they were
-LEAK_MAX = 0.1    # "class leak" at most this: the class prompts' pictures moved towards the subject by less than the DINO difference the paper calls significant to users
-
 @dataclass
 class CardPrompts:
     "What a card samples: the subject (trigger prompts), the subject in new contexts, and the class without the trigger."
     subject: list; context: list; klass: list; seeds: tuple = (1, 2)
 
+
+# %% ../nbs/09b_report.ipynb
 def card_prompts(trigger:str, subject:list[str], # prompts naming the subject as [trigger] (e.g. sample.prompts)
                  context:list[str]=None, seeds:tuple=(1, 2))->CardPrompts:
     "The card's prompts: the subject's, its new contexts (default: none, so no CLIP-T), and the class prompts (the subject's with the trigger taken out)."
@@ -161,6 +160,8 @@ def _images(sampler, prompts:list, seeds:tuple, adapters:dict, setting:str|dict,
     st = dict(setting=setting) if isinstance(setting, str) else dict(setting)   # a name, or {"setting": name, "steps": n, ...}
     return [sampler.image(p, s, adapters=adapters, **st, **size) for p in prompts for s in seeds]
 
+
+# %% ../nbs/09b_report.ipynb
 def baseline(sampler, sc:Scorers, refs:list, # the training images
              off:dict,                         # adapters in effect without the LoRA ({} = the base model)
              prompts:CardPrompts, size:dict, setting:str|dict="turbo")->dict:
@@ -192,12 +193,15 @@ def score_adapters(sampler, sc:Scorers, base:dict,    # `baseline`'s features
     row["leak"] = mean_pairwise(class_on, base["ref_dino"]) - base["class_ref"]   # the paper's PRES, gained over the LoRA off
     row["sharp"], row["sharp_off"] = float(np.mean([sharpness(i) for i in class_pics])), base["sharp_off"]   # the class prompts: the same content on and off, so a change is blur (bench/RESULTS.md)
     if full_setting:
-        full = _images(sampler, prompts.subject, prompts.seeds, on, full_setting, size)
-        row["few_step_kept"] = mean_paired(subj_dino, embed_images(sc, full, "dino"))
+        full = _images(sampler, prompts.klass, prompts.seeds, on, full_setting, size)   # the class prompts: their content is the same at any step count
+        row["few_step_kept"] = mean_paired(class_on, embed_images(sc, full, "dino"))
     return row
 
 
 # %% ../nbs/09b_report.ipynb
+KEEP_MIN = 0.85   # "what the base keeps" at or above this: the LoRA left the class prompts' pictures mostly as they were
+LEAK_MAX = 0.1    # "class leak" at most this: the class prompts' pictures moved towards the subject by less than the DINO difference the paper calls significant to users
+
 def suggest(rows:dict,                 # {checkpoint label: score_adapters row}
             keep_min:float=KEEP_MIN, leak_max:float=LEAK_MAX)->str|None:
     "The checkpoint with the most subject fidelity gained (DINO with the LoRA minus without) while what the base keeps stays at or above `keep_min` and the class leak at or below `leak_max`; None if none does."

@@ -93,12 +93,14 @@ class Sampler:
         if lora: s.add_lora(lora, TRAINED); use_adapters(s.tr, {TRAINED: 1.0, **({DISTILL_PATCH: cfg.model.distill_patch_weight} if cfg.model.distill_patch else {})})
         return s
 
-    def add_lora(self, path:str|Path, name:str, field:str="lora")->str:
-        "Load a LoRA file (any layout diffusers reads) as adapter `name`; it starts switched off."
-        before = active_adapters(self.tr)
-        add_frozen_lora(self.tr, lora_file(path, field), name, field)
-        use_adapters(self.tr, before); self.loras[name] = str(path)
-        return name
+# %% ../nbs/09_sample.ipynb
+def _add_lora(self:Sampler, path:str|Path, name:str, field:str="lora")->str:
+    "Load a LoRA file (any layout diffusers reads) as adapter `name`; it starts switched off."
+    before = active_adapters(self.tr)
+    add_frozen_lora(self.tr, lora_file(path, field), name, field)
+    use_adapters(self.tr, before); self.loras[name] = str(path)
+    return name
+Sampler.add_lora = _add_lora
 
 # %% ../nbs/09_sample.ipynb
 @torch.no_grad()

@@ -25,8 +25,8 @@ from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk
 # %% auto #0
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
-           'prepare_run_model', 'attach_training', 'ema_update', 'ema_weights', 'training_adapters',
-           'sampling_adapters', 'setup_run', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss',
+           'training_adapters', 'sampling_adapters', 'attach_training', 'prepare_run_model', 'ema_update',
+           'ema_weights', 'setup_run', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss',
            'peak_memory', 'ranks_in_sync', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
            'write_summary', 'train_loop', 'train']
 
@@ -37,6 +37,7 @@ class Item:
     latent: str; text: str; shape: tuple; file: str; resolution: int; dataset: int; class_text: str = ""
     mask: str = ""   # cache key of its loss mask (datasets[i].masks), if it has one
 
+# %% ../nbs/08_train.ipynb
 def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None)->list[Item]:
     "Items for every usable (image, resolution), each dataset's repeats applied."
     items = []
@@ -49,7 +50,6 @@ def training_items(reports:list, caches:dict, cfg:ZConfig, class_index:dict=None
                     items += [it] * d.repeats
     if not items: raise ZImageError("no training items: every image was skipped or too small for every resolution", "see the dataset report; add images or lower datasets.resolutions")
     return items
-
 
 # %% ../nbs/08_train.ipynb
 def split_holdout(items:list[Item], n:int, seed:int)->tuple[list, list]:
@@ -135,10 +135,6 @@ def dist_info()->tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized(): return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 
-def _barrier(world):
-    if world > 1: torch.distributed.barrier()
-
-
 # %% ../nbs/08_train.ipynb
 def trigger_prompts(prompts:list, trigger:str)->list[str]:
     "Sample prompts with [trigger] replaced."
@@ -146,11 +142,10 @@ def trigger_prompts(prompts:list, trigger:str)->list[str]:
 
 
 # %% ../nbs/08_train.ipynb
-def _model_folder(cfg:ZConfig, progress:bool=False)->Path:
-    "The run's tokenizer, VAE and scheduler (the text encoder is fetched into the same folder only if a caption needs it)."
-    from zimage_nb.models import components_folder
-    return components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
+def _barrier(world):
+    if world > 1: torch.distributed.barrier()
 
+# %% ../nbs/08_train.ipynb
 @contextlib.contextmanager
 def _timed(run:Run, phase:str):
     "Add the seconds of a set-up phase to `run.setup_times` (kept in <run>/setup.json, read by the planner's time budget)."
@@ -158,6 +153,13 @@ def _timed(run:Run, phase:str):
     try: yield
     finally: run.setup_times[phase] = round(run.setup_times.get(phase, 0) + time.time() - t0, 1)
 
+# %% ../nbs/08_train.ipynb
+def _model_folder(cfg:ZConfig, progress:bool=False)->Path:
+    "The run's tokenizer, VAE and scheduler (the text encoder is fetched into the same folder only if a caption needs it)."
+    from zimage_nb.models import components_folder
+    return components_folder(cfg, ("tokenizer", "vae", "scheduler"), progress=progress)
+
+# %% ../nbs/08_train.ipynb
 def _class_caption(caption:str, trigger:str, word:str)->str:
     return " ".join(caption.replace(trigger, word).split()) if trigger and word else ""
 
@@ -199,16 +201,14 @@ def prepare_run_data(run:Run, progress:bool=True):
     return reports
 
 # %% ../nbs/08_train.ipynb
-def prepare_run_model(run:Run, progress:bool=True):
-    "Load the quantized transformer (downloaded, or the NF4 copy kept in model.quantized_dir), then `attach_training`."
-    from zimage_nb.models import load_run_transformer
-    with _timed(run, "transformer"): tr = load_run_transformer(run.cfg, run.dtype, _load_device(run.cfg, run.device), progress=progress)
-    attach_training(run, tr)
+def training_adapters(run:Run)->dict:
+    "Adapters in effect while training: the LoRA, plus the training adapter if used."
+    return {TRAINED: 1.0, **({TRAINING_ADAPTER: 1.0} if run.training_adapter else {})}
 
-def _load_device(cfg:ZConfig, device:str)->str:
-    "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
-    return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
-
+# %% ../nbs/08_train.ipynb
+def sampling_adapters(run:Run)->dict:
+    "Adapters in effect for samples and export checks: the LoRA (+ DistillPatch), never the training adapter."
+    return {TRAINED: 1.0, **({DISTILL_PATCH: run.cfg.model.distill_patch_weight} if run.distill_patch else {})}
 
 # %% ../nbs/08_train.ipynb
 def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transformer`, or random weights in the benchmarks)
@@ -234,6 +234,17 @@ def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transfo
 
 
 # %% ../nbs/08_train.ipynb
+def prepare_run_model(run:Run, progress:bool=True):
+    "Load the quantized transformer (downloaded, or the NF4 copy kept in model.quantized_dir), then `attach_training`."
+    from zimage_nb.models import load_run_transformer
+    with _timed(run, "transformer"): tr = load_run_transformer(run.cfg, run.dtype, _load_device(run.cfg, run.device), progress=progress)
+    attach_training(run, tr)
+
+def _load_device(cfg:ZConfig, device:str)->str:
+    "Where the transformer is loaded: the GPU, except an offloaded int8 / bf16 base, which is built in host RAM (it may not fit the card)."
+    return "cpu" if cfg.advanced.train_offload and cfg.quantization.transformer != "nf4" else device
+
+# %% ../nbs/08_train.ipynb
 @torch.no_grad()
 def ema_update(run:Run):
     "After an optimizer step: the EMA follows the weights until training.ema_start, then moves by (1 - decay) towards them."
@@ -255,16 +266,6 @@ def ema_weights(run:Run):
     finally:
         with torch.no_grad():
             for p, s in zip(run.params, saved): p.copy_(s)
-
-
-# %% ../nbs/08_train.ipynb
-def training_adapters(run:Run)->dict:
-    "Adapters in effect while training: the LoRA, plus the training adapter if used."
-    return {TRAINED: 1.0, **({TRAINING_ADAPTER: 1.0} if run.training_adapter else {})}
-
-def sampling_adapters(run:Run)->dict:
-    "Adapters in effect for samples and export checks: the LoRA (+ DistillPatch), never the training adapter."
-    return {TRAINED: 1.0, **({DISTILL_PATCH: run.cfg.model.distill_patch_weight} if run.distill_patch else {})}
 
 
 # %% ../nbs/08_train.ipynb
@@ -307,10 +308,6 @@ def _diverged(run:Run, what:str=None)->ZImageError:
 
 
 # %% ../nbs/08_train.ipynb
-def _batch_generator(seed:int, k:int)->torch.Generator:
-    "Randomness of global micro-batch k: the same whichever process or step takes it."
-    return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63))
-
 def loss_mask(run:Run, its:list)->torch.Tensor|None:
     "Per-position loss weights [B, 1, h, w] of these items: unmasked_weight + (1 − unmasked_weight)·mask; None when none has a mask."
     if not any(it.mask for it in its): return None
@@ -321,6 +318,10 @@ def loss_mask(run:Run, its:list)->torch.Tensor|None:
         ws.append(u + (1 - u) * run.masks[it.mask])
     return torch.stack(ws)
 
+# %% ../nbs/08_train.ipynb
+def _batch_generator(seed:int, k:int)->torch.Generator:
+    "Randomness of global micro-batch k: the same whichever process or step takes it."
+    return torch.Generator().manual_seed((seed * 1_000_003 + k) % (2**63))
 
 # %% ../nbs/08_train.ipynb
 def _batch(run:Run, idx:list[int], g:torch.Generator):
@@ -446,6 +447,17 @@ def peak_memory(device:str)->int:
     if device.startswith("cuda"): return torch.cuda.max_memory_allocated()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+# %% ../nbs/08_train.ipynb
+def ranks_in_sync(run:Run)->bool:
+    "Do all processes hold the same LoRA? (always True in one process)"
+    if run.world == 1: return True
+    v = torch.cat([p.detach().float().flatten() for p in run.params])   # stays on the device: NCCL gathers device tensors only
+    mine = torch.stack([v.sum(), (v * torch.arange(len(v), device=v.device)).sum() / len(v)])
+    allv = [torch.zeros_like(mine) for _ in range(run.world)]
+    torch.distributed.all_gather(allv, mine)
+    return all(torch.equal(a, allv[0]) for a in allv)
+
+# %% ../nbs/08_train.ipynb
 def _trim_log(log:Path, step:int):
     "Drop log lines after `step` (a resumed run re-does them)."
     if not log.exists(): return
@@ -456,21 +468,6 @@ def _trim_log(log:Path, step:int):
         if rec.get("step", 0) <= step: keep.append(line)
     atomic_write_text(log, "".join(l + "\n" for l in keep))
 
-def ranks_in_sync(run:Run)->bool:
-    "Do all processes hold the same LoRA? (always True in one process)"
-    if run.world == 1: return True
-    v = torch.cat([p.detach().float().flatten() for p in run.params])   # stays on the device: NCCL gathers device tensors only
-    mine = torch.stack([v.sum(), (v * torch.arange(len(v), device=v.device)).sum() / len(v)])
-    allv = [torch.zeros_like(mine) for _ in range(run.world)]
-    torch.distributed.all_gather(allv, mine)
-    return all(torch.equal(a, allv[0]) for a in allv)
-
-def _emit(callbacks, event:dict):
-    for cb in callbacks: cb(event)
-
-# %% ../nbs/08_train.ipynb
-def _due(step:int, every:int)->bool: return bool(every) and step % every == 0
-
 def resume_or_start(run:Run, resume:bool)->Path|None:
     "Load the newest intact checkpoint (if `resume`) and cut the log back to its step; a fresh start clears the log."
     ck = resume_latest(run) if resume else None
@@ -480,7 +477,6 @@ def resume_or_start(run:Run, resume:bool)->Path|None:
         else: log.unlink(missing_ok=True)
     return ck
 
-
 # %% ../nbs/08_train.ipynb
 def log_step(run:Run, rec:dict, seconds:float, tb:RunLog, bar):
     "One step's record: a line of log.jsonl, the trackers' scalars and the progress bar."
@@ -489,6 +485,10 @@ def log_step(run:Run, rec:dict, seconds:float, tb:RunLog, bar):
                              "train/peak_memory_gib": rec["peak_memory"] / 2**30, "val/loss": rec.get("val_loss")})
     bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.1e}", mem=f"{rec['peak_memory'] / 2**30:.1f}G")
 
+
+# %% ../nbs/08_train.ipynb
+def _emit(callbacks, event:dict):
+    for cb in callbacks: cb(event)
 
 # %% ../nbs/08_train.ipynb
 def sample_now(run:Run, callbacks, tb:RunLog):
@@ -531,6 +531,8 @@ def write_summary(run:Run, result:dict):
 
 
 # %% ../nbs/08_train.ipynb
+def _due(step:int, every:int)->bool: return bool(every) and step % every == 0
+
 def _stop_requested(run:Run, stop)->bool:
     "Has a stop been asked for? Every process gets the same answer (they must stop at the same step)."
     flag = stop is not None and stop.is_set()
@@ -573,7 +575,6 @@ def train_loop(run:Run, # from `setup_run`
         if tb: tb.close()   # also when training stops with an error: the files and the tracker run are closed
     _emit(callbacks, dict(event="done", step=run.step, lora=str(result["lora"]) if result["lora"] else None))
     return result
-
 
 # %% ../nbs/08_train.ipynb
 def train(cfg:ZConfig,               # the run's configuration (see `preset`)
