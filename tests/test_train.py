@@ -475,3 +475,11 @@ def test_a_step_leaves_the_callers_random_state_as_it_was(setup):
     torch.manual_seed(123); expected = torch.rand(3)
     torch.manual_seed(123); T.train_step(run); T.train_step(run)
     assert torch.equal(torch.rand(3), expected)
+
+def test_training_neither_uses_nor_changes_the_callers_rng(setup):
+    "A notebook's own random draws after `train` are what they would have been without it, and its RNG's state does not change the LoRA: the adapters' init and each step draw from job.seed in a fork (`seeded`)."
+    torch.manual_seed(123); expected = torch.rand(3)
+    torch.manual_seed(123); a = T.train(make_cfg(setup, "rng", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(7); b = T.train(make_cfg(setup, "rng2", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
+    assert same_lora(load_file(str(a["lora"])), load_file(str(b["lora"])))

@@ -25,7 +25,7 @@ from .checkpoints import save_checkpoint, resume_latest, lora_header, check_disk
 # %% auto #0
 __all__ = ['MAX_NAN_STEPS', 'LOSS_LIMIT', 'Item', 'training_items', 'split_holdout', 'epoch_batches', 'BatchPlan',
            'make_optimizer', 'make_scheduler', 'Run', 'dist_info', 'trigger_prompts', 'prepare_run_data',
-           'training_adapters', 'sampling_adapters', 'attach_training', 'prepare_run_model', 'ema_update',
+           'training_adapters', 'sampling_adapters', 'seeded', 'attach_training', 'prepare_run_model', 'ema_update',
            'ema_weights', 'setup_run', 'loss_mask', 'micro_loss', 'train_step', 'render_samples', 'eval_loss',
            'peak_memory', 'ranks_in_sync', 'resume_or_start', 'log_step', 'sample_now', 'checkpoint_now', 'export_run',
            'write_summary', 'train_loop', 'train']
@@ -211,16 +211,24 @@ def sampling_adapters(run:Run)->dict:
     return {TRAINED: 1.0, **({DISTILL_PATCH: run.cfg.model.distill_patch_weight} if run.distill_patch else {})}
 
 # %% ../nbs/08_train.ipynb
+@contextlib.contextmanager
+def seeded(device:str, # the device whose RNG is forked too (a CUDA one), besides the CPU's
+           seed:int):
+    "The global RNG seeded with `seed` inside the block; the caller's state (CPU, and `device` if CUDA) is restored after it."
+    with torch.random.fork_rng(devices=[torch.device(device).index or 0] if device.startswith("cuda") else []):
+        torch.manual_seed(seed); yield
+
+# %% ../nbs/08_train.ipynb
 def attach_training(run:Run, tr):  # a loaded Z-Image transformer (`load_transformer`, or random weights in the benchmarks)
     "Frozen adapters, the trained LoRA, checkpointing, fp16 clamps, offload, optimizer, scheduler and loss scaler."
     cfg, t, a = run.cfg, run.cfg.training, run.cfg.advanced
     one_4bit_path(tr)
-    if cfg.model.training_adapter and cfg.model.variant == "turbo":
-        add_frozen_lora(tr, lora_file(cfg.model.training_adapter)); run.training_adapter = True
-    if cfg.model.distill_patch:
-        add_frozen_lora(tr, lora_file(cfg.model.distill_patch, "model.distill_patch"), DISTILL_PATCH, "model.distill_patch"); run.distill_patch = True
-    torch.manual_seed(cfg.job.seed)                       # LoRA A init
-    run.params = add_trainable_lora(tr, cfg.target)
+    with seeded(run.device, cfg.job.seed):   # peft draws an init for each adapter before loading its weights: not from the caller's RNG
+        if cfg.model.training_adapter and cfg.model.variant == "turbo":
+            add_frozen_lora(tr, lora_file(cfg.model.training_adapter)); run.training_adapter = True
+        if cfg.model.distill_patch:
+            add_frozen_lora(tr, lora_file(cfg.model.distill_patch, "model.distill_patch"), DISTILL_PATCH, "model.distill_patch"); run.distill_patch = True
+    with seeded(run.device, cfg.job.seed): run.params = add_trainable_lora(tr, cfg.target)   # the LoRA's A init
     use_adapters(tr, training_adapters(run))
     if t.gradient_checkpointing: tr.enable_gradient_checkpointing()
     tr.train()
@@ -355,9 +363,7 @@ def micro_loss(run:Run, idx:list[int], g:torch.Generator)->torch.Tensor:
 # %% ../nbs/08_train.ipynb
 def train_step(run:Run)->dict:
     "One optimizer step; returns {'loss', 'lr', 'skipped', 'grad_norm'} (the norm before clipping). Its random draws (LoRA dropout) come from the global RNG seeded by job.seed and the step, in a fork: the caller's RNG is left as it was."
-    with torch.random.fork_rng(devices=[torch.device(run.device).index or 0] if run.device.startswith("cuda") else []):
-        torch.manual_seed(run.cfg.job.seed * 7919 + run.step)
-        return _optimizer_step(run)
+    with seeded(run.device, run.cfg.job.seed * 7919 + run.step): return _optimizer_step(run)
 
 def _optimizer_step(run:Run)->dict:
     t = run.cfg.training
