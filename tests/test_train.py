@@ -154,20 +154,21 @@ def test_checkpoints_load_without_running_code(setup, tmp_path):
     T.train(cfg, work=work(setup), until=10, progress=False)
     ck = T.run_folder(cfg) / "checkpoints" / "step_0000010"
     states = torch.load(ck / "states.pt", weights_only=True)               # what a run writes loads with weights_only=True
-    assert isinstance(states["rng"]["numpy"][1], list)
+    assert set(states) == {"scheduler", "scaler"}                          # no RNG state: training draws none from the global RNG
     mark = tmp_path / "code-ran"
     rewrite(ck, "states.pt", {**states, "extra": Payload(mark)})
     with pytest.raises(ZImageError, match="could run code when loaded") as e: T.train(cfg, work=work(setup), progress=False)
     assert not mark.exists() and "move" in str(e.value)
 
 def test_checkpoints_from_before_still_resume_bit_exactly(setup):
-    "Checkpoints written before 0.1.0 held numpy's RNG state as arrays: they resume, and the result is the same."
+    "Checkpoints written before held the global RNG states, numpy's as arrays: they resume, the states are ignored, and the result is the same."
     cfg = make_cfg(setup, "oldformat", training__steps=20)
     T.train(cfg, work=work(setup), until=10, progress=False)
     ck = T.run_folder(cfg) / "checkpoints" / "step_0000010"
     states = torch.load(ck / "states.pt", weights_only=True)
-    kind, keys, *rest = states["rng"]["numpy"]
-    rewrite(ck, "states.pt", {**states, "rng": {**states["rng"], "numpy": (kind, np.asarray(keys, dtype=np.uint32), *rest)}})
+    import random
+    old = dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=np.random.get_state(), cuda=None)
+    rewrite(ck, "states.pt", {**states, "rng": old})
     resumed = T.train(cfg, work=work(setup), progress=False)
     straight = T.train(make_cfg(setup, "oldformat-straight", training__steps=20), work=work(setup), progress=False)
     assert same_lora(trained_state(straight["run"].transformer), trained_state(resumed["run"].transformer))
@@ -479,7 +480,15 @@ def test_a_step_leaves_the_callers_random_state_as_it_was(setup):
 def test_training_neither_uses_nor_changes_the_callers_rng(setup):
     "A notebook's own random draws after `train` are what they would have been without it, and its RNG's state does not change the LoRA: the adapters' init and each step draw from job.seed in a fork (`seeded`)."
     torch.manual_seed(123); expected = torch.rand(3)
-    torch.manual_seed(123); a = T.train(make_cfg(setup, "rng", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
+    torch.manual_seed(123); a = T.train(make_cfg(setup, "rng-a", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
     assert torch.equal(torch.rand(3), expected)
-    torch.manual_seed(7); b = T.train(make_cfg(setup, "rng2", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
+    torch.manual_seed(7); b = T.train(make_cfg(setup, "rng-b", training__steps=2, save__every=2), work=work(setup), resume=False, progress=False)
     assert same_lora(load_file(str(a["lora"])), load_file(str(b["lora"])))
+
+def test_resuming_leaves_the_callers_rng_as_it_was(setup, capsys):
+    "Checkpoints keep no RNG state, so a resume does not set the notebook's global RNG to the saved one."
+    cfg = make_cfg(setup, "rng-resume", training__steps=4, save__every=2)
+    T.train(cfg, work=work(setup), until=2, progress=False)
+    torch.manual_seed(5); expected = torch.rand(3)
+    torch.manual_seed(5); T.train(cfg, work=work(setup), progress=False)
+    assert "resumed from step_0000002" in capsys.readouterr().out and torch.equal(torch.rand(3), expected)

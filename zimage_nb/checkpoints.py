@@ -4,7 +4,7 @@
 
 # %% ../nbs/07e_checkpoints.ipynb
 from __future__ import annotations
-import errno, json, os, random, shutil, tempfile, warnings
+import errno, json, os, shutil, tempfile, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -22,17 +22,6 @@ __all__ = ['SLOTS', 'data_manifest', 'safe_load', 'checkpoint_step', 'list_check
 def data_manifest(run:Run)->list:
     "What was trained on: (latent key, text key, file, resolution) per item."
     return [[it.latent, it.text, it.file, it.resolution] for it in run.items]
-
-# %% ../nbs/07e_checkpoints.ipynb
-def _plain_numpy_state()->tuple:
-    "numpy's RNG state as plain Python values (no arrays: loading it needs no pickle of numpy objects)."
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return kind, keys.tolist(), pos, has_gauss, gauss
-
-# %% ../nbs/07e_checkpoints.ipynb
-def _numpy_state(s)->tuple:
-    kind, keys, *rest = s
-    return (kind, np.asarray(keys, dtype=np.uint32), *rest)
 
 # %% ../nbs/07e_checkpoints.ipynb
 def safe_load(path:Path):
@@ -135,9 +124,7 @@ def save_checkpoint(run:Run)->Path:
         export_lora(run.transformer, tmpdir / "lora.safetensors", "fp32", lora_header(run))
         if run.ema is not None: save_file({str(i): e.contiguous() for i, e in enumerate(run.ema)}, str(tmpdir / "ema.safetensors"))
         torch.save(run.optimizer.state_dict(), tmpdir / "optimizer.pt")
-        torch.save(dict(scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict() if run.scaler else None,
-                        rng=dict(torch=torch.get_rng_state(), python=random.getstate(), numpy=_plain_numpy_state(),
-                                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)), tmpdir / "states.pt")
+        torch.save(dict(scheduler=run.scheduler.state_dict(), scaler=run.scaler.state_dict() if run.scaler else None), tmpdir / "states.pt")
         save_config(run.cfg, tmpdir / "config.yaml")
         atomic_write_text(tmpdir / "data.json", json.dumps(data_manifest(run)))
         files = {f.name: _sha_file(f) for f in sorted(tmpdir.iterdir())}
@@ -168,7 +155,7 @@ def checkpoint_ok(ck:Path)->bool:
 
 # %% ../nbs/07e_checkpoints.ipynb
 def load_checkpoint(run:Run, ck:Path):
-    "Restore LoRA, optimizer, scheduler, scaler, RNG and counters from `ck`."
+    "Restore LoRA, optimizer, scheduler, scaler and counters from `ck`."
     from peft import set_peft_model_state_dict
     st = json.loads((ck / "state.json").read_text())
     saved = load_file(str(ck / "lora.safetensors"))
@@ -190,8 +177,6 @@ def load_checkpoint(run:Run, ck:Path):
     s = safe_load(ck / "states.pt")
     run.scheduler.load_state_dict(s["scheduler"])
     if run.scaler and s["scaler"]: run.scaler.load_state_dict(s["scaler"])
-    torch.set_rng_state(s["rng"]["torch"]); random.setstate(s["rng"]["python"]); np.random.set_state(_numpy_state(s["rng"]["numpy"]))
-    if s["rng"]["cuda"] is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["rng"]["cuda"])
     run.step, run.nan_streak, run.skipped = st["step"], st["nan_streak"], st["skipped"]
 
 # %% ../nbs/07e_checkpoints.ipynb
